@@ -1,0 +1,1 @@
+"""The pure decision core: no I/O, no clocks of its own, time passed in (import-linter enforced)."""

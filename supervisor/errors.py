@@ -1,0 +1,150 @@
+"""Every error lane-supervisor raises on purpose, under one root.
+
+    SupervisorError
+    ├── ConfigError                 bad settings or fleet file (CLI exit 64)
+    │   └── FleetFileError          names the file, the gateway and the field
+    └── GatewayError                names the gateway, never its token
+        ├── GatewayUnreachable      refused, DNS, closed before the handshake
+        │   └── GatewayOverloaded   closed during connect: retry later, not an auth failure
+        ├── GatewayTimeout          no answer within the configured time
+        ├── GatewayAuthError
+        │   ├── DeviceNotPaired     device identity required / approval pending
+        │   ├── TokenMismatch       the gateway refused the token
+        │   └── MissingScope        connected, but a needed operator scope was not granted
+        ├── ProtocolError           malformed, oversized or unexpected frame
+        ├── MethodMissing           the gateway does not offer a method
+        └── GatewayCallError        the gateway answered ok:false (code, message, reason)
+
+Transport exceptions (websockets, OSError, asyncio timeouts) are translated once, in
+`supervisor.gateway.client`, with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+
+class SupervisorError(Exception):
+    """Base class of every error lane-supervisor raises on purpose."""
+
+
+class ConfigError(SupervisorError):
+    """Settings or a fleet file that cannot be used."""
+
+
+class FleetFileError(ConfigError):
+    """A fleet file that cannot be used, located to file, gateway and field."""
+
+    def __init__(
+        self, path: str, problem: str, *, gateway: str | None = None, field: str | None = None
+    ) -> None:
+        self.path = path
+        self.gateway = gateway
+        self.field = field
+        self.problem = problem
+        where = path
+        if gateway is not None:
+            where += f": gateway {gateway!r}"
+        if field is not None:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {problem}")
+
+
+class GatewayError(SupervisorError):
+    """Something went wrong talking to one gateway."""
+
+    #: short machine-readable kind, used in JSON output and metrics labels
+    kind = "error"
+    retryable = False
+
+    def __init__(self, gateway: str, message: str) -> None:
+        self.gateway = gateway
+        self.detail = message
+        super().__init__(f"gateway {gateway!r}: {message}")
+
+
+class GatewayUnreachable(GatewayError):
+    """The gateway refused the connection or closed it before the handshake."""
+
+    kind = "unreachable"
+    retryable = True
+
+
+class GatewayOverloaded(GatewayUnreachable):
+    """The gateway closed the socket during connect (it does so when over capacity)."""
+
+    kind = "overloaded"
+
+
+class GatewayTimeout(GatewayError):
+    """The gateway did not answer in time."""
+
+    kind = "timeout"
+    retryable = True
+
+
+class GatewayAuthError(GatewayError):
+    """The gateway refused or limited our credentials."""
+
+    kind = "auth"
+
+
+class DeviceNotPaired(GatewayAuthError):
+    """The gateway wants a (paired) device identity before it grants scopes."""
+
+    kind = "not_paired"
+
+
+class TokenMismatch(GatewayAuthError):
+    """The gateway refused the token."""
+
+    kind = "token_mismatch"
+
+
+class MissingScope(GatewayAuthError):
+    """Connected, but an operator scope we need was not granted."""
+
+    kind = "missing_scope"
+
+    def __init__(self, gateway: str, message: str, *, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(gateway, message)
+
+
+class ProtocolError(GatewayError):
+    """A frame that is not what the protocol says: malformed, oversized or unexpected."""
+
+    kind = "protocol"
+
+
+class MethodMissing(GatewayError):
+    """The gateway does not offer a method we need."""
+
+    kind = "method_missing"
+
+    def __init__(self, gateway: str, method: str) -> None:
+        self.method = method
+        super().__init__(gateway, f"the gateway does not offer method {method!r}")
+
+
+class GatewayCallError(GatewayError):
+    """The gateway answered a request with ok:false."""
+
+    kind = "call_failed"
+
+    def __init__(
+        self,
+        gateway: str,
+        method: str,
+        code: str,
+        message: str,
+        *,
+        reason: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.method = method
+        self.code = code
+        self.reason = reason
+        self.retryable = retryable
+        text = f"{method} failed: {code}: {message}"
+        if reason:
+            text += f" (reason: {reason})"
+        super().__init__(gateway, text)

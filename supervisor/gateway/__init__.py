@@ -1,0 +1,1 @@
+"""Talking to OpenClaw gateways: wire models, device identity, the async client."""

@@ -1,0 +1,400 @@
+"""An async client for one OpenClaw gateway: handshake, device proof, scope check, typed calls.
+
+All transport failures are translated here, once, into the `GatewayError` tree
+(`supervisor.errors`); callers never see a websockets or OS exception. Messages name the
+gateway, never its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+
+from supervisor import __version__
+from supervisor.errors import (
+    DeviceNotPaired,
+    GatewayCallError,
+    GatewayError,
+    GatewayOverloaded,
+    GatewayTimeout,
+    GatewayUnreachable,
+    MethodMissing,
+    MissingScope,
+    ProtocolError,
+    TokenMismatch,
+)
+from supervisor.fleet import GatewaySpec
+from supervisor.gateway.identity import DeviceIdentity
+from supervisor.gateway.models import (
+    ALL_SCOPES,
+    READ_SCOPE,
+    Hello,
+    SessionRow,
+    UnreadableRow,
+    parse_row,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_PROTOCOL = 3
+MAX_PROTOCOL = 4
+_MISSING_SCOPE = re.compile(r"missing scope:?\s*(operator\.[a-z]+)", re.I)
+#: events read while waiting for one answer before we call the gateway broken
+_MAX_EVENTS_PER_WAIT = 10_000
+
+
+def map_gateway_error(gateway: str, method: str, error: object) -> GatewayError:
+    """The most specific `GatewayError` for an `ok:false` answer."""
+    if not isinstance(error, dict):
+        return ProtocolError(gateway, f"{method}: ok:false without an error object")
+    code = str(error.get("code") or "ERROR")
+    message = str(error.get("message") or "")
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    assert isinstance(details, dict)
+    detail_code = str(details.get("code") or details.get("reason") or "")
+    text = f"{code} {detail_code} {message}".lower()
+    if "token_mismatch" in text or "token mismatch" in text:
+        return TokenMismatch(gateway, f"{method}: the gateway refused the token ({code})")
+    if "not_paired" in text or "device identity" in text or "pairing required" in text:
+        return DeviceNotPaired(
+            gateway,
+            f"{method}: {message or code}; approve this device on the gateway host with "
+            "`openclaw devices approve`",
+        )
+    scope = _MISSING_SCOPE.search(message)
+    if scope:
+        return MissingScope(
+            gateway, f"{method}: missing scope {scope.group(1)}", missing=[scope.group(1)]
+        )
+    if "unknown method" in text or code in {"METHOD_NOT_FOUND", "UNKNOWN_METHOD"}:
+        return MethodMissing(gateway, method)
+    reason = details.get("reason")
+    return GatewayCallError(
+        gateway,
+        method,
+        code,
+        message,
+        reason=str(reason) if reason is not None else None,
+        retryable=bool(error.get("retryable")),
+    )
+
+
+class GatewayClient:
+    """One connection to one gateway. Use as `async with GatewayClient(spec, identity) as gw:`."""
+
+    def __init__(
+        self,
+        spec: GatewaySpec,
+        identity: DeviceIdentity | None,
+        *,
+        scopes: tuple[str, ...] = ALL_SCOPES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._identity = identity
+        self._scopes = scopes
+        self._clock = clock
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._broken: GatewayError | None = None
+        self.hello: Hello | None = None
+        self.events_seen = 0
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> Hello:
+        """Open the socket, answer the challenge and return what the gateway said of itself."""
+        policy = self.spec.policy
+        try:
+            async with asyncio.timeout(policy.connect_timeout):
+                self._ws = await websockets.connect(
+                    self.spec.url,
+                    max_size=policy.max_frame_bytes,
+                    open_timeout=None,  # the surrounding timeout covers the whole handshake
+                    proxy=None,
+                    compression=None,
+                )
+                challenge = await self._read_challenge()
+                self.hello = await self._handshake(challenge)
+        except TimeoutError:
+            await self._abandon()
+            raise GatewayTimeout(
+                self.name, f"no complete handshake within {policy.connect_timeout:g}s"
+            ) from None
+        except GatewayError:
+            await self._abandon()
+            raise
+        except InvalidURI as exc:
+            await self._abandon()
+            raise GatewayUnreachable(self.name, f"bad URL: {exc}") from exc
+        except (OSError, InvalidHandshake) as exc:
+            await self._abandon()
+            raise GatewayUnreachable(
+                self.name, f"cannot connect to {self.spec.url}: {exc}"
+            ) from exc
+        self._reader = asyncio.create_task(self._read_loop(), name=f"gateway-reader-{self.name}")
+        return self.hello
+
+    async def _recv_frame(self) -> dict[str, Any]:
+        assert self._ws is not None
+        try:
+            raw = await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from exc
+        return self._decode(raw)
+
+    def _decode(self, raw: str | bytes) -> dict[str, Any]:
+        if isinstance(raw, bytes):
+            raise ProtocolError(self.name, "binary frame received; the protocol uses JSON text")
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            raise ProtocolError(self.name, f"malformed frame (not JSON): {raw[:80]!r}") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise ProtocolError(self.name, f"malformed frame (no type): {raw[:80]!r}")
+        return frame
+
+    def _closed_error(self, exc: ConnectionClosed) -> GatewayError:
+        rcvd = exc.rcvd
+        if isinstance(exc.__cause__, PayloadTooBig) or (
+            rcvd is None and exc.sent and exc.sent.code == 1009
+        ):
+            return ProtocolError(
+                self.name,
+                f"frame larger than max_frame_bytes ({self.spec.policy.max_frame_bytes} bytes)",
+            )
+        if self.hello is None:
+            # 2026.9.6 closes with 1000 and no error frame when over capacity during connect
+            code = rcvd.code if rcvd else None
+            return GatewayOverloaded(
+                self.name, f"connection closed during connect (code {code}); retry with backoff"
+            )
+        code = rcvd.code if rcvd else None
+        reason = rcvd.reason if rcvd else ""
+        return GatewayUnreachable(self.name, f"connection closed (code {code} {reason})".strip())
+
+    async def _read_challenge(self) -> dict[str, Any]:
+        for _ in range(100):
+            frame = await self._recv_frame()
+            if frame.get("type") == "event" and frame.get("event") == "connect.challenge":
+                payload = frame.get("payload")
+                if not isinstance(payload, dict) or not isinstance(payload.get("nonce"), str):
+                    raise ProtocolError(self.name, "connect.challenge without a nonce")
+                return payload
+            if frame.get("type") != "event":
+                raise ProtocolError(
+                    self.name, f"expected connect.challenge, got a {frame.get('type')!r} frame"
+                )
+        raise ProtocolError(self.name, "no connect.challenge among the first 100 frames")
+
+    async def _handshake(self, challenge: dict[str, Any]) -> Hello:
+        received_ms = self._clock() * 1000
+        ts = challenge.get("ts")
+        offset_ms = float(ts) - received_ms if isinstance(ts, int | float) else 0.0
+        token = self.spec.token.get_secret_value()
+        params: dict[str, Any] = {
+            "minProtocol": MIN_PROTOCOL,
+            "maxProtocol": MAX_PROTOCOL,
+            "client": {
+                "id": self.spec.client_id,
+                "version": __version__,
+                "platform": "linux",
+                "mode": self.spec.client_mode,
+            },
+            "role": "operator",
+            "scopes": list(self._scopes),
+            "auth": {"token": token},
+        }
+        if self._identity is not None:
+            params["device"] = self._identity.proof(
+                client_id=self.spec.client_id,
+                client_mode=self.spec.client_mode,
+                role="operator",
+                scopes=self._scopes,
+                token=token,
+                nonce=str(challenge["nonce"]),
+                signed_at_ms=int(self._clock() * 1000),
+            )
+        request_id = f"c{next(self._ids)}"
+        await self._send({"type": "req", "id": request_id, "method": "connect", "params": params})
+        while True:
+            frame = await self._recv_frame()
+            if frame.get("type") == "res" and frame.get("id") == request_id:
+                break
+        if not frame.get("ok"):
+            raise map_gateway_error(self.name, "connect", frame.get("error"))
+        payload = frame.get("payload")
+        if not isinstance(payload, dict):
+            raise ProtocolError(self.name, "hello without a payload")
+        return self._parse_hello(payload, offset_ms, self._clock() * 1000)
+
+    def _parse_hello(self, payload: dict[str, Any], offset_ms: float, now_ms: float) -> Hello:
+        protocol = payload.get("protocol")
+        if not isinstance(protocol, int) or not MIN_PROTOCOL <= protocol <= MAX_PROTOCOL:
+            raise ProtocolError(self.name, f"unsupported protocol {protocol!r} in hello")
+
+        def obj(value: object) -> dict[str, Any]:
+            return value if isinstance(value, dict) else {}
+
+        snapshot, server = obj(payload.get("snapshot")), obj(payload.get("server"))
+        features, auth = obj(payload.get("features")), payload.get("auth")
+        uptime = snapshot.get("uptimeMs")
+        boot = (now_ms + offset_ms - float(uptime)) if isinstance(uptime, int | float) else None
+        methods = features.get("methods")
+        scopes = auth.get("scopes") if isinstance(auth, dict) else None
+        return Hello(
+            protocol=protocol,
+            boot_time_ms=boot,
+            boot_id=str(server["bootId"]) if server.get("bootId") else None,
+            server_version=str(server["version"]) if server.get("version") else None,
+            methods=frozenset(m for m in methods if isinstance(m, str))
+            if isinstance(methods, list)
+            else None,
+            scopes=tuple(s for s in scopes if isinstance(s, str))
+            if isinstance(scopes, list)
+            else None,
+            clock_offset_ms=offset_ms,
+        )
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        assert self._ws is not None
+        try:
+            await self._ws.send(json.dumps(frame, separators=(",", ":")))
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from exc
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                frame = await self._recv_frame()
+                kind = frame.get("type")
+                if kind == "res":
+                    future = self._pending.pop(str(frame.get("id")), None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                elif kind == "event":
+                    self.events_seen += 1
+        except GatewayError as exc:
+            self._fail_all(exc)
+        except Exception as exc:  # pragma: no cover - defensive: never leave callers waiting
+            self._fail_all(ProtocolError(self.name, f"reader failed: {exc!r}"))
+
+    def _fail_all(self, exc: GatewayError) -> None:
+        self._broken = exc
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+
+    async def _abandon(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    async def close(self) -> None:
+        """Close the socket and stop the reader; safe to call twice."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+        await self._abandon()
+        self._fail_all(GatewayUnreachable(self.name, "client closed"))
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def gateway_now_ms(self) -> float:
+        """Now, in the gateway's clock (ours plus the offset measured at the challenge)."""
+        offset = self.hello.clock_offset_ms if self.hello else 0.0
+        return self._clock() * 1000 + offset
+
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send one request and return its payload, or raise the mapped error."""
+        if self.hello is None or self._ws is None:
+            raise GatewayUnreachable(self.name, "not connected")
+        if self._broken is not None:
+            raise self._broken
+        if not self.hello.has_method(method):
+            raise MethodMissing(self.name, method)
+        request_id = f"r{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        limit = self.spec.policy.call_timeout if timeout is None else timeout
+        try:
+            await self._send(
+                {"type": "req", "id": request_id, "method": method, "params": params or {}}
+            )
+            async with asyncio.timeout(limit):
+                frame = await future
+        except TimeoutError:
+            raise GatewayTimeout(self.name, f"{method}: no answer within {limit:g}s") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if not frame.get("ok"):
+            raise map_gateway_error(self.name, method, frame.get("error"))
+        return frame.get("payload")
+
+    async def list_sessions(self) -> list[SessionRow | UnreadableRow]:
+        """Every session row; rows that cannot be read come back as `UnreadableRow`."""
+        payload = await self.call("sessions.list", {})
+        rows = payload.get("sessions") if isinstance(payload, dict) else payload
+        if not isinstance(rows, list):
+            raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
+        return [parse_row(raw) for raw in rows]
+
+    async def verify_scopes(self, required: Iterable[str] = (READ_SCOPE,)) -> tuple[str, ...]:
+        """Fail loudly when a needed scope is missing; returns the scopes known to be granted.
+
+        2026.9.6 reports granted scopes in hello-ok. 2026.3.24 says nothing and grants none to
+        an unpaired device, so a read call is the only way to find out.
+        """
+        assert self.hello is not None
+        needed = tuple(required)
+        if self.hello.scopes is not None:
+            missing = [s for s in needed if s not in self.hello.scopes]
+            if missing:
+                hint = (
+                    "the gateway granted no scopes: connect as client gateway-client/backend or "
+                    "approve this device (`openclaw devices approve`)"
+                    if not self.hello.scopes
+                    else f"granted: {', '.join(self.hello.scopes)}"
+                )
+                raise MissingScope(
+                    self.name, f"missing scope {', '.join(missing)} ({hint})", missing=missing
+                )
+            return self.hello.scopes
+        try:
+            await self.call("sessions.list", {})
+        except MissingScope as exc:
+            raise DeviceNotPaired(
+                self.name,
+                "connected but granted no scopes (this gateway does so silently for an unpaired "
+                "device): approve this device on the gateway host with `openclaw devices approve`",
+            ) from exc
+        return (READ_SCOPE,)

@@ -1,0 +1,43 @@
+"""Process settings, from the environment (prefix SUPERVISOR_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "lane-supervisor"
+
+
+class Settings(BaseSettings):
+    """Settings of one supervisor process (CLI, worker, beat). Thresholds live in the fleet file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SUPERVISOR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis URL for locks, counters, audit and the Celery broker; unset: `up` and "
+        "`heal` start an embedded server under the state dir.",
+    )
+    fleet: Path | None = Field(None, description="Path of the fleet file (TOML).")
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where the device identity (mode 0600) and embedded Redis data live.",
+    )
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+    log_json: bool = Field(False, description="Write logs as JSON lines.")
+    check_concurrency: int = Field(
+        32, ge=1, description="Gateways scanned at once by one-shot commands (check)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()
