@@ -92,7 +92,9 @@ def _s(ms: float) -> str:
         return f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: Policy) -> Verdict:

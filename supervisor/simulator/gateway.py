@@ -94,6 +94,7 @@ class SimGateway:
         auto_approve_devices: bool = True,
         grant_admin: bool = True,
         run_duration_s: float | None = 2.0,
+        uptime_s: float = 3600.0,
     ) -> None:
         self.name = name
         self.version = Version(version)
@@ -111,7 +112,7 @@ class SimGateway:
         self.paired_devices: set[str] = set()
         self.fault = FaultMode.NONE
         self.delay_s = 0.0
-        self.boot_ms = self.now_ms()
+        self.boot_ms = self.now_ms() - uptime_s * 1000
         self.boot_id = str(uuid.uuid4())
         self.connects = 0
 

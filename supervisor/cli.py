@@ -1,0 +1,194 @@
+"""The `lane-supervisor` command line. Commands only parse options and delegate.
+
+Exit codes: 0 healthy, 1 a session needs (or was left needing) recovery, 2 a gateway is
+unreachable or misconfigured, 64 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import threading
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+# typer vendors its own click; its exceptions live here, not in a separate `click` package
+from typer._click import exceptions as click_exc
+
+from supervisor import __version__
+from supervisor.errors import ConfigError
+from supervisor.fleet import Fleet, load_fleet
+from supervisor.gateway.identity import load_or_create_identity
+from supervisor.render import render_check
+from supervisor.scan import GatewayReport, check_fleet
+from supervisor.settings import Settings
+
+
+class Exit(IntEnum):
+    OK = 0
+    NEEDS_ACTION = 1
+    GATEWAY_FAILED = 2
+    USAGE = 64
+
+
+app = typer.Typer(
+    name="lane-supervisor",
+    help="Find and heal OpenClaw sessions stuck 'running' with no live run (openclaw #59878).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+FleetOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--fleet",
+        "-f",
+        help="Fleet file (TOML). Default: $SUPERVISOR_FLEET.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _fleet(path: Path | None, settings: Settings) -> Fleet:
+    chosen = path or settings.fleet
+    if chosen is None:
+        raise ConfigError("no fleet file: pass --fleet FILE or set SUPERVISOR_FLEET")
+    return load_fleet(chosen)
+
+
+def check_exit_code(reports: list[GatewayReport]) -> Exit:
+    """2 if any gateway failed, else 1 if any session needs recovery, else 0."""
+    if any(r.error for r in reports):
+        return Exit.GATEWAY_FAILED
+    if any(r.needs_action for r in reports):
+        return Exit.NEEDS_ACTION
+    return Exit.OK
+
+
+def run_check(fleet: Fleet, settings: Settings) -> list[GatewayReport]:
+    identity = load_or_create_identity(settings.state_dir)
+    return asyncio.run(
+        check_fleet(fleet.gateways, identity, concurrency=settings.check_concurrency)
+    )
+
+
+@app.command()
+def check(
+    fleet: FleetOption = None,
+    as_json: JsonOption = False,
+    all_rows: Annotated[
+        bool, typer.Option("--all", help="List every session, healthy ones too.")
+    ] = False,
+) -> int:
+    """Read-only scan of every gateway in parallel. Never sends abort, reset or send.
+
+    Exit 0: nothing needs action; 1: a session needs recovery (zombie, live_overdue);
+    2: a gateway is unreachable or misconfigured; 64: usage or config error.
+    """
+    settings = Settings()
+    reports = run_check(_fleet(fleet, settings), settings)
+    if as_json:
+        doc = {"gateways": [r.model_dump(mode="json") for r in reports]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        render_check(out, reports, all_rows=all_rows)
+    return int(check_exit_code(reports))
+
+
+@app.command()
+def simulate(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write fleet.toml and its token file.")
+    ] = Path("./simulated-fleet"),
+    gateways: Annotated[
+        int, typer.Option(help="Bulk gateways to add (0: only the demo pair).")
+    ] = 0,
+    sessions: Annotated[int, typer.Option(help="Sessions per bulk gateway.")] = 100,
+    port: Annotated[int, typer.Option(help="Loopback port (0: any free one).")] = 0,
+    stale_after: Annotated[str, typer.Option(help="stale_after written to the fleet file.")] = "0s",
+) -> int:
+    """Run simulated gateways (both versions, with zombies) until Ctrl-C, and write a fleet file."""
+    from supervisor.simulator import SimulatorServer
+    from supervisor.simulator.demo import populate_bulk, populate_demo, write_fleet
+
+    server = SimulatorServer(port=port)
+    populate_demo(server)
+    if gateways:
+        populate_bulk(server, gateways, sessions)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server.running():
+        path = write_fleet(server, directory, stale_after=stale_after)
+        err.print(f"simulating {len(server.gateways)} gateways on port {server.port}")
+        err.print(f"fleet file: {path}   (lane-supervisor check --fleet {path})")
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
+@app.command()
+def demo(
+    as_json: JsonOption = False,
+) -> int:
+    """Start the simulated demo fleet, check it, and show what the supervisor sees."""
+    from supervisor.simulator import SimulatorServer
+    from supervisor.simulator.demo import populate_demo, write_fleet
+
+    server = SimulatorServer()
+    populate_demo(server)
+    with server.running(), tempfile.TemporaryDirectory() as tmp:
+        fleet = load_fleet(write_fleet(server, Path(tmp), stale_after="20m"))
+        settings = Settings(state_dir=Path(tmp) / "state")
+        reports = run_check(fleet, settings)
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"gateways": [r.model_dump(mode="json") for r in reports]}, indent=2) + "\n"
+        )
+    else:
+        render_check(out, reports, all_rows=True)
+    return int(check_exit_code(reports))
+
+
+@app.command("fleet-validate")
+def fleet_validate(path: Annotated[Path, typer.Argument(help="Fleet file to check.")]) -> int:
+    """Validate a fleet file (tokens included) and print the gateways it names."""
+    fleet = load_fleet(path)
+    for spec in fleet.gateways:
+        out.print(f"{spec.name}\t{spec.url}")
+    err.print(f"{path}: {len(fleet.gateways)} gateway(s), valid")
+    return 0
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: maps errors to exit codes, never shows a traceback for expected ones."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:  # --help and friends
+        raise SystemExit(exc.exit_code) from None
+    except click_exc.UsageError as exc:
+        err.print(f"usage error: {exc.format_message()}", highlight=False)
+        raise SystemExit(Exit.USAGE) from None
+    except ConfigError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise SystemExit(Exit.USAGE) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+    raise SystemExit(int(code) if isinstance(code, int) else 0)
