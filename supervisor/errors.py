@@ -3,20 +3,26 @@
     SupervisorError
     ├── ConfigError                 bad settings or fleet file (CLI exit 64)
     │   └── FleetFileError          names the file, the gateway and the field
-    └── GatewayError                names the gateway, never its token
-        ├── GatewayUnreachable      refused, DNS, closed before the handshake
-        │   └── GatewayOverloaded   closed during connect: retry later, not an auth failure
-        ├── GatewayTimeout          no answer within the configured time
-        ├── GatewayAuthError
-        │   ├── DeviceNotPaired     device identity required / approval pending
-        │   ├── TokenMismatch       the gateway refused the token
-        │   └── MissingScope        connected, but a needed operator scope was not granted
-        ├── ProtocolError           malformed, oversized or unexpected frame
-        ├── MethodMissing           the gateway does not offer a method
-        └── GatewayCallError        the gateway answered ok:false (code, message, reason)
+    ├── GatewayError                names the gateway, never its token
+    │   ├── GatewayUnreachable      refused, DNS, closed before the handshake
+    │   │   └── GatewayOverloaded   closed during connect: retry later, not an auth failure
+    │   ├── GatewayTimeout          no answer within the configured time
+    │   ├── GatewayAuthError
+    │   │   ├── DeviceNotPaired     device identity required / approval pending
+    │   │   ├── TokenMismatch       the gateway refused the token
+    │   │   └── MissingScope        connected, but a needed operator scope was not granted
+    │   ├── ProtocolError           malformed, oversized or unexpected frame
+    │   ├── MethodMissing           the gateway does not offer a method
+    │   └── GatewayCallError        the gateway answered ok:false (code, message, reason)
+    └── StateError                  Redis state (leases, counters, audit); never its password
+        ├── RedisUnavailable        unreachable, timed out, loading, or refusing writes
+        ├── RedisNotDurable         would lose or evict state: do not act, escalate
+        ├── EmbeddedRedisError      the bundled valkey-server is missing or would not start
+        └── LeaseLost               our lease expired or was taken: stop before acting
 
 Transport exceptions (websockets, OSError, asyncio timeouts) are translated once, in
-`supervisor.gateway.client`, with `raise ... from exc`.
+`supervisor.gateway.client`, with `raise ... from exc`; redis-py exceptions likewise, in
+`supervisor.state.connection`.
 """
 
 from __future__ import annotations
@@ -148,3 +154,46 @@ class GatewayCallError(GatewayError):
         if reason:
             text += f" (reason: {reason})"
         super().__init__(gateway, text)
+
+
+class StateError(SupervisorError):
+    """Shared state in Redis could not be read or written as intended.
+
+    Messages name the server by its URL with any password masked, never the password itself.
+    """
+
+
+class RedisUnavailable(StateError):
+    """Redis cannot be reached or cannot take the command now (refused, timeout, loading, OOM).
+
+    Retryable: the caller backs off and decides again later; it must not act meanwhile.
+    """
+
+
+class RedisNotDurable(StateError):
+    """Redis would lose or evict our state (no persistence, an eviction policy).
+
+    Leases, fencing tokens and attempt caps are only as safe as the server keeping them, so the
+    engine refuses to act on such a server and escalates instead.
+    """
+
+    def __init__(self, url: str, problems: list[str]) -> None:
+        self.url = url
+        self.problems = problems
+        super().__init__(f"Redis at {url} is not safe to act on: " + "; ".join(problems))
+
+
+class EmbeddedRedisError(StateError):
+    """The embedded valkey-server is missing, or it exited or never answered when started."""
+
+
+class LeaseLost(StateError):
+    """A lease we held expired or now belongs to someone else: whatever we meant to do, don't."""
+
+    def __init__(self, gateway: str, key: str, token: int) -> None:
+        self.gateway = gateway
+        self.key = key
+        self.token = token
+        super().__init__(
+            f"gateway {gateway!r}: lease on session {key!r} (fencing token {token}) is lost"
+        )
