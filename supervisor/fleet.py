@@ -77,6 +77,28 @@ class Policy(BaseModel):
         description="Largest frame accepted from a gateway (a row is ~1.2 KB).",
     )
     dry_run: bool = Field(False, description="Detect and audit, but send nothing mutating.")
+    max_attempts: int = Field(3, ge=1, description="Failed recovery attempts before escalating.")
+    backoff_base: Duration = Field(30.0, description="Wait after the first failed attempt.")
+    backoff_factor: float = Field(2.0, ge=1, description="Each further wait is this much longer.")
+    backoff_max: Duration = Field(1800.0, description="Longest wait between attempts.")
+    backoff_jitter: float = Field(
+        0.2, ge=0, le=1, description="Random share added or taken off each wait."
+    )
+    zombie_breaker_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="When more than this share of a gateway's sessions look like zombies at "
+        "once, suspect a bug: act on none and escalate. 1 turns the breaker off.",
+    )
+    zombie_breaker_min: int = Field(
+        5, ge=1, description="The zombie breaker needs at least this many zombies to open."
+    )
+    boot_grace: Duration = Field(
+        0.0,
+        description="After a gateway boots, leave its sessions to its own restart recovery "
+        "this long (off by default).",
+    )
 
     def lane_timeout_for(self, key: str) -> float:
         """The lane timeout that applies to one session key."""

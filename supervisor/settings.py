@@ -32,6 +32,25 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")
+    key_prefix: str = Field("ls:", description="Prefix of every Redis key the supervisor writes.")
+    dry_run: bool = Field(False, description="Global dry run: detect and audit, send nothing.")
+    beat_max_loop_interval_s: float = Field(
+        5.0, gt=0, description="Longest sleep of the beat between schedule checks."
+    )
+    beat_lock_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long the beat lock outlives a dead beat before another beat takes over.",
+    )
+    fleet_reload_s: float = Field(
+        10.0, gt=0, description="How often beat re-reads the fleet file for added/removed gateways."
+    )
+    lease_ttl_s: float = Field(
+        300.0, gt=0, description="Lease on one session during one recovery attempt."
+    )
+    verify_delay_s: float = Field(
+        1.0, ge=0, description="Pause before verifying, for the gateway to settle."
+    )
     check_concurrency: int = Field(
         32, ge=1, description="Gateways scanned at once by one-shot commands (check)."
     )

@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from supervisor.core.backoff import compute_backoff
 from supervisor.core.detect import Verdict, VerdictKind
+from supervisor.fleet import Policy
 
 
 class Step(StrEnum):
@@ -37,15 +38,6 @@ class Decision(StrEnum):
     WAIT = "wait"  # backoff not over yet
     ESCALATE = "escalate"  # attempts exhausted: page once, then hands off
     HANDS_OFF = "hands_off"  # escalated before: wait for a heal or an operator
-
-
-@dataclass(frozen=True)
-class LadderPolicy:
-    max_attempts: int = 3
-    backoff_base_s: float = 30.0
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 1800.0
-    backoff_jitter: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ def steps_for(kind: VerdictKind) -> tuple[Step, ...]:
     return ()
 
 
-def decide(verdict: Verdict, episode: Episode, *, now_ms: float, policy: LadderPolicy) -> Plan:
+def decide(verdict: Verdict, episode: Episode, *, now_ms: float, policy: Policy) -> Plan:
     """The scan's decision for one classified session."""
     if not verdict.needs_action:
         return Plan(Decision.NOTHING, reason=f"verdict {verdict.kind.value}")
@@ -99,15 +91,13 @@ def decide(verdict: Verdict, episode: Episode, *, now_ms: float, policy: LadderP
     )
 
 
-def next_not_before(
-    attempts: int, *, now_ms: float, policy: LadderPolicy, seed: str
-) -> float:
+def next_not_before(attempts: int, *, now_ms: float, policy: Policy, seed: str) -> float:
     """When the next attempt may start, after `attempts` failed ones."""
     delay_s = compute_backoff(
         attempts,
-        base_s=policy.backoff_base_s,
+        base_s=policy.backoff_base,
         factor=policy.backoff_factor,
-        max_s=policy.backoff_max_s,
+        max_s=policy.backoff_max,
         jitter=policy.backoff_jitter,
         seed=seed,
     )

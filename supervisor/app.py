@@ -1,0 +1,80 @@
+"""The Celery app: `celery -A supervisor.app worker|beat`.
+
+Broker, results, beat schedule and supervisor state all live in one Redis
+(`SUPERVISOR_REDIS_URL`). Reliability choices, each answering a measured pitfall
+(shared/stack-notes.md):
+
+* acks_late + reject_on_worker_lost: a step whose worker dies is delivered again rather than
+  lost; every step re-reads the session and checks its fenced lease before acting, so a second
+  delivery cannot act twice, and attempt counters in Redis cap how often (celery #9082).
+* prefetch 1: a worker holds no queue of steps it may never run.
+* time limits (90 s soft, 120 s hard) far below the visibility timeout (15 min), so a running step
+  is never redelivered to a second worker while the first still runs; no countdowns at all:
+  backoff is a "not before" time in Redis that the next scan reads.
+* visibility_timeout set on broker and result backend alike (celery #7651).
+* JSON only: no pickle from a shared broker.
+* result_extended off: arguments are not copied into the result backend (they hold no secret
+  anyway: tasks pass gateway names, never tokens).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from supervisor.settings import get_settings
+
+VISIBILITY_TIMEOUT_S = 900
+SOFT_TIME_LIMIT_S = 90
+TIME_LIMIT_S = 120
+QUEUE = "lane-supervisor"
+
+
+def redis_url() -> str:
+    """The configured Redis URL; Celery cannot start without one."""
+    url = get_settings().redis_url
+    if url is None:
+        # `celery -A supervisor.app --help` must still work; tasks will fail clearly
+        return os.environ.get("SUPERVISOR_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return url.get_secret_value()
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    url = redis_url()
+    app = Celery("lane_supervisor", include=["supervisor.tasks"])
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=SOFT_TIME_LIMIT_S,
+        task_time_limit=TIME_LIMIT_S,
+        task_default_queue=QUEUE,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        result_extended=False,
+        result_expires=24 * 3600,
+        worker_hijack_root_logger=False,
+        beat_scheduler="supervisor.schedule:FleetScheduler",
+        beat_max_loop_interval=settings.beat_max_loop_interval_s,
+        redbeat_redis_url=url,
+        redbeat_key_prefix=f"{settings.key_prefix}beat:",
+        # a dead beat's successor takes over after this (redbeat's default is 25 min)
+        redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,94 @@
+"""Every Redis key lane-supervisor uses, built here and nowhere else, from one prefix.
+
+Layout (prefix "ls:" by default; `<x>` is a component escaped as below):
+
+    ls:fence                                        INCR counter: fencing tokens, never expires
+    ls:lease:<gateway>:<session key>                "<token>:<owner>", PX = lease TTL
+    ls:attempts:<gateway>:<session key>:<sid>       hash: count, next_not_before_ms, last_error,
+                                                    first_seen_ms, last_attempt_ms; EX = 7 days
+    ls:escalated:<gateway>:<session key>:<sid>      JSON {ts_ms, reason}; EX = 7 days
+    ls:audit                                        stream, MAXLEN ~ 100000
+    ls:boot:<gateway>                               the gateway's last seen boot marker
+    ls:breaker:<gateway>                            per-gateway circuit breaker state
+
+Escaping: session keys contain ':' ("agent:main:telegram:group:-100"), so every variable
+component is percent-encoded with `urllib.parse.quote(part, safe="")` before the parts are joined
+with ':'. An encoded part never contains ':' (nor '*', '?', '[', '{', '}': glob patterns built
+from it match literally and no Redis Cluster hash tag can appear by accident), so splitting a key
+on ':' gives back exactly the parts it was built from: no two different (kind, gateway, key,
+session id) tuples map to one Redis key. Percent-encoding was chosen over hashing to keep keys
+readable in `redis-cli` ("agent%3Amain%3Amain") and over length prefixes to keep them greppable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+DEFAULT_PREFIX = "ls:"
+
+
+def escape(part: str) -> str:
+    """One key component, percent-encoded so it contains no ':' and no glob character."""
+    return quote(part, safe="")
+
+
+def unescape(part: str) -> str:
+    return unquote(part)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one deployment; tests give each case its own prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if len(self.prefix) < 2 or not self.prefix.endswith(":"):
+            raise ValueError(f"a key prefix is a name followed by ':', not {self.prefix!r}")
+
+    def _key(self, kind: str, *parts: str) -> str:
+        return self.prefix + ":".join((kind, *(escape(p) for p in parts)))
+
+    @property
+    def fence(self) -> str:
+        return self.prefix + "fence"
+
+    @property
+    def audit(self) -> str:
+        return self.prefix + "audit"
+
+    def lease(self, gateway: str, session_key: str) -> str:
+        return self._key("lease", gateway, session_key)
+
+    def attempts(self, gateway: str, session_key: str, session_id: str) -> str:
+        return self._key("attempts", gateway, session_key, session_id)
+
+    def escalated(self, gateway: str, session_key: str, session_id: str) -> str:
+        return self._key("escalated", gateway, session_key, session_id)
+
+    def boot(self, gateway: str) -> str:
+        return self._key("boot", gateway)
+
+    def breaker(self, gateway: str) -> str:
+        return self._key("breaker", gateway)
+
+    def leases_of(self, gateway: str) -> str:
+        """A SCAN MATCH pattern for every lease on one gateway."""
+        return self._key("lease", gateway) + ":*"
+
+    def all_keys(self) -> str:
+        """A SCAN MATCH pattern for every key of this deployment (for tests and `reset`)."""
+        return escape_glob(self.prefix) + "*"
+
+    def parse(self, key: str) -> tuple[str, ...]:
+        """(kind, *parts) of a key built here: the inverse of the builders, used by tests."""
+        if not key.startswith(self.prefix):
+            raise ValueError(f"{key!r} does not start with {self.prefix!r}")
+        kind, *parts = key[len(self.prefix) :].split(":")
+        return (kind, *(unescape(p) for p in parts))
+
+
+def escape_glob(text: str) -> str:
+    """`text` as a literal inside a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
