@@ -94,6 +94,12 @@ class Policy(BaseModel):
     zombie_breaker_min: int = Field(
         5, ge=1, description="The zombie breaker needs at least this many zombies to open."
     )
+    unreachable_after: int = Field(
+        2,
+        ge=1,
+        description="Consecutive failed scans of a gateway (unreachable, timeout, auth) before "
+        "one escalation for it; it resolves when a scan succeeds again.",
+    )
     boot_grace: Duration = Field(
         0.0,
         description="After a gateway boots, leave its sessions to its own restart recovery "

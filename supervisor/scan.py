@@ -97,13 +97,16 @@ async def scan_with(client: GatewayClient) -> GatewayScan:
     return GatewayScan(hello=client.hello, view=view, verdicts=verdicts)
 
 
-async def check_gateway(
+async def look(
     spec: GatewaySpec,
     identity: DeviceIdentity | None,
     *,
     clock: Callable[[], float] = time.time,
-) -> GatewayReport:
-    """A read-only report for one gateway; gateway errors become the report's `error`."""
+) -> tuple[GatewayReport, GatewayScan | None]:
+    """A read-only report for one gateway, and the scan behind it (None when it failed).
+
+    Gateway errors become the report's `error`; nothing else is caught.
+    """
     started = time.perf_counter()
     hello: Hello | None = None
     try:
@@ -121,8 +124,8 @@ async def check_gateway(
             error=str(exc),
             error_kind=exc.kind,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-    return GatewayReport(
+        ), None
+    report = GatewayReport(
         name=spec.name,
         url=spec.url,
         reachable=True,
@@ -133,6 +136,18 @@ async def check_gateway(
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         sessions=[SessionReport.of(v) for v in scan.verdicts],
     )
+    return report, scan
+
+
+async def check_gateway(
+    spec: GatewaySpec,
+    identity: DeviceIdentity | None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> GatewayReport:
+    """A read-only report for one gateway; gateway errors become the report's `error`."""
+    report, _ = await look(spec, identity, clock=clock)
+    return report
 
 
 async def check_fleet(

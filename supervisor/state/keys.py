@@ -10,6 +10,12 @@ Layout (prefix "ls:" by default; `<x>` is a component escaped as below):
     ls:audit                                        stream, MAXLEN ~ 100000
     ls:boot:<gateway>                               the gateway's last seen boot marker
     ls:breaker:<gateway>                            per-gateway circuit breaker state
+    ls:active:<gateway>                             hash: session key -> JSON of its open episode
+                                                    (attempting or escalated); healthy sessions
+                                                    are never in it, so they cost no write
+    ls:step:<recovery id>:<step>                    SET NX claim: one step of one attempt runs
+                                                    once, however often Celery delivers it
+    ls:gw:<gateway>                                 hash: last scan time, boot marker, counts
 
 Escaping: session keys contain ':' ("agent:main:telegram:group:-100"), so every variable
 component is percent-encoded with `urllib.parse.quote(part, safe="")` before the parts are joined
@@ -72,6 +78,15 @@ class Keys:
 
     def breaker(self, gateway: str) -> str:
         return self._key("breaker", gateway)
+
+    def active(self, gateway: str) -> str:
+        return self._key("active", gateway)
+
+    def step_claim(self, recovery_id: str, step: str) -> str:
+        return self._key("step", recovery_id, step)
+
+    def gateway_state(self, gateway: str) -> str:
+        return self._key("gw", gateway)
 
     def leases_of(self, gateway: str) -> str:
         """A SCAN MATCH pattern for every lease on one gateway."""

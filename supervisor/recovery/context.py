@@ -1,0 +1,152 @@
+"""What every recovery step needs at hand: the fleet, the state store, the device identity, a clock.
+
+One `Engine` per process (a Celery worker child, or the `heal` command). The fleet file is
+re-read when it changes on disk, so a worker picks up new gateways and thresholds without a
+restart; tokens stay inside the process (steps are handed gateway names only).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from supervisor.errors import ConfigError, RedisNotDurable, StateError
+from supervisor.fleet import Fleet, GatewaySpec, load_fleet
+from supervisor.gateway.identity import DeviceIdentity
+from supervisor.state import AuditRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+#: how long a durability verdict on the Redis server is trusted before asking again
+DURABILITY_RECHECK_S = 60.0
+
+
+class Pager(Protocol):
+    """Where escalations and their resolutions go (the paging layer, or a recorder in tests)."""
+
+    def trigger(
+        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+    ) -> None: ...
+
+    def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None: ...
+
+
+class AuditOnlyPager:
+    """A pager that pages nobody: escalations are in the audit stream only."""
+
+    def trigger(
+        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+    ) -> None:
+        log.warning("escalation %s (%s) recorded; no paging provider configured", dedup_key, kind)
+
+    def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
+        log.info("escalation %s resolved", dedup_key)
+
+
+def session_dedup_key(gateway: str, key: str) -> str:
+    return f"{gateway}/{key}"
+
+
+class FleetSource:
+    """The fleet file, re-read when its modification time changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fleet: Fleet | None = None
+        self._mtime: float | None = None
+
+    def get(self) -> Fleet:
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime
+            except OSError as exc:
+                if self._fleet is not None:
+                    return self._fleet  # keep supervising with what we know
+                raise ConfigError(f"{self.path}: cannot read the fleet file: {exc.strerror}") from None
+            if self._fleet is None or mtime != self._mtime:
+                try:
+                    self._fleet = load_fleet(self.path)
+                    self._mtime = mtime
+                except ConfigError:
+                    if self._fleet is None:
+                        raise
+                    log.error("fleet file %s is broken; keeping the previous version", self.path)
+            return self._fleet
+
+
+class Engine:
+    """The shared context of scans and steps."""
+
+    def __init__(
+        self,
+        fleet: Callable[[], Fleet],
+        store: StateStore,
+        identity: DeviceIdentity | None,
+        *,
+        lease_ttl_s: float = 300.0,
+        verify_delay_s: float = 1.0,
+        dry_run: bool = False,
+        pager: Pager | None = None,
+        clock: Callable[[], float] = time.time,
+        owner_prefix: str = "",
+    ) -> None:
+        self._fleet = fleet
+        self.store = store
+        self.identity = identity
+        self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        self.verify_delay_s = verify_delay_s
+        self.global_dry_run = dry_run
+        self.pager: Pager = pager or AuditOnlyPager()
+        self.clock = clock
+        self.owner_prefix = owner_prefix
+        self._durable_checked = 0.0
+        self._durable_problems: list[str] = []
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._fleet()
+
+    def spec(self, gateway: str) -> GatewaySpec:
+        """The gateway's spec from the current fleet file, or ConfigError."""
+        try:
+            return self.fleet.gateway(gateway)
+        except KeyError:
+            raise ConfigError(f"gateway {gateway!r} is not in the fleet file") from None
+
+    def now_ms(self) -> float:
+        return self.clock() * 1000
+
+    def dry_run_for(self, spec: GatewaySpec) -> bool:
+        return self.global_dry_run or spec.policy.dry_run
+
+    def durability_problems(self) -> list[str]:
+        """Why the Redis server is unsafe to act on (cached for a minute); empty when safe."""
+        now = time.monotonic()
+        if now - self._durable_checked > DURABILITY_RECHECK_S or self._durable_checked == 0.0:
+            self._durable_problems = self.store.check_durability()
+            self._durable_checked = now
+        return self._durable_problems
+
+    def require_durable(self) -> None:
+        problems = self.durability_problems()
+        if problems:
+            raise RedisNotDurable(self.store.url, problems)
+
+    def audit(self, **fields: object) -> None:
+        """Write one audit record; a failure is logged, never raised into the step.
+
+        Mutating steps write their intent with `audit_strict` instead: an action whose record
+        cannot be written is not taken.
+        """
+        try:
+            self.audit_strict(**fields)
+        except StateError as exc:
+            log.error("audit record lost (%s): %s", exc, fields)
+
+    def audit_strict(self, **fields: object) -> None:
+        self.store.audit.append(AuditRecord.model_validate({"ts_ms": int(self.now_ms()), **fields}))

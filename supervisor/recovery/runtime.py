@@ -1,0 +1,127 @@
+"""Building an engine from settings, the embedded Redis default, and the inline ladder of `heal`.
+
+`heal` runs exactly what the worker runs (the same `Scanner` and `Steps`, the same leases,
+counters and audit), only in one process: each step's follow-up is run after its delay instead
+of being enqueued as a Celery task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.errors import ConfigError, StateError
+from supervisor.gateway.identity import load_or_create_identity
+from supervisor.recovery.context import Engine, FleetSource, Pager
+from supervisor.recovery.models import StepResult
+from supervisor.recovery.scanner import Scanner
+from supervisor.recovery.steps import Steps
+from supervisor.redis_server import EmbeddedRedis
+from supervisor.settings import Settings
+from supervisor.state import StateStore
+
+log = logging.getLogger(__name__)
+
+#: where `up` records the URL of the embedded server it runs, for `heal`/`audit` to reuse
+URL_FILE = "server.url"
+
+
+def embedded_dir(settings: Settings) -> Path:
+    return settings.state_dir / "redis"
+
+
+@contextlib.contextmanager
+def redis_url_for(settings: Settings) -> Iterator[str]:
+    """The configured Redis URL; else the embedded server `up` runs; else one started here."""
+    if settings.redis_url is not None:
+        yield settings.redis_url.get_secret_value()
+        return
+    data_dir = embedded_dir(settings)
+    recorded = data_dir / URL_FILE
+    if recorded.is_file():
+        url = recorded.read_text().strip()
+        with StateStore.from_url(url, connect_timeout_s=0.5, socket_timeout_s=1) as probe:
+            try:
+                probe.ping()
+                yield url
+                return
+            except StateError:
+                pass  # a stale file from a server that is gone
+    server = EmbeddedRedis(data_dir)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def build_engine(
+    settings: Settings,
+    redis_url: str,
+    *,
+    fleet_path: Path | None = None,
+    dry_run: bool = False,
+    pager: Pager | None = None,
+) -> Engine:
+    """An engine on the fleet file and Redis given (settings fill in the rest)."""
+    path = fleet_path or settings.fleet
+    if path is None:
+        raise ConfigError("no fleet file: pass --fleet FILE or set SUPERVISOR_FLEET")
+    source = FleetSource(Path(path))
+    source.get()  # a broken fleet file is a configuration error now, not in a worker later
+    store = StateStore.from_url(redis_url, prefix=settings.key_prefix)
+    return Engine(
+        source.get,
+        store,
+        load_or_create_identity(settings.state_dir),
+        lease_ttl_s=settings.lease_ttl_s,
+        verify_delay_s=settings.verify_delay_s,
+        dry_run=dry_run or settings.dry_run,
+        pager=pager,
+    )
+
+
+@dataclass
+class HealRun:
+    """Everything `heal` did, in order, per gateway."""
+
+    actions: list[StepResult]
+    failed_gateways: list[str]
+
+
+def run_ladder(engine: Engine, gateway: str) -> list[StepResult]:
+    """Scan one gateway and run every attempt it starts to its end, inline."""
+    scanner = Scanner(engine)
+    steps = Steps(engine)
+    out = scanner.scan(gateway)
+    actions = list(out.actions)
+    queue = deque(out.starts)
+    while queue:
+        nxt = queue.popleft()
+        if nxt.delay_s > 0:
+            time.sleep(nxt.delay_s)
+        result = steps.run(nxt.step, nxt.ref)
+        actions.append(result)
+        if result.next is not None:
+            queue.append(result.next)
+    if out.report.error:
+        actions.append(
+            StepResult(
+                gateway=gateway, key=None, step="scan", outcome="gateway_error",
+                detail=out.report.error,
+            )  # fmt: skip
+        )
+    return actions
+
+
+def heal(engine: Engine, gateways: Sequence[str], *, concurrency: int = 8) -> list[StepResult]:
+    """`run_ladder` over many gateways, a few at a time; actions in fleet order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(gateways) or 1))) as pool:
+        results = list(pool.map(lambda name: run_ladder(engine, name), gateways))
+    return [action for actions in results for action in actions]

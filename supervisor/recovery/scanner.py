@@ -1,0 +1,278 @@
+"""One periodic scan of one gateway: classify, close healed episodes, decide, start attempts.
+
+Level-triggered, as Kubernetes controllers are: every scan decides again from the gateway's
+state now and the counters in Redis, so a lost task, a dead worker or a restarted Redis costs at
+most one interval. What it costs in Redis: two reads and one write per scan (gateway state, open
+episodes) and nothing per healthy session; a session that needs action adds its counter reads
+and, when an attempt starts, a lease, a counter increment and an open-episode entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from supervisor.core.detect import Verdict, VerdictKind
+from supervisor.core.ladder import Decision, Episode, Step, decide, next_not_before
+from supervisor.core.backoff import backoff_seed
+from supervisor.fleet import GatewaySpec
+from supervisor.recovery.context import Engine
+from supervisor.recovery.models import AttemptRef, NextStep, StepResult
+from supervisor.recovery.steps import HEALTHY, Steps
+from supervisor.scan import GatewayReport, GatewayScan, look
+from supervisor.state.episodes import GatewayState, OpenEpisode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanOutcome:
+    """What one scan saw and decided."""
+
+    report: GatewayReport
+    #: first steps of the attempts (and escalations) this scan started
+    starts: list[NextStep] = field(default_factory=list)
+    #: what the scan itself decided or did (healed closures, breakers, lease conflicts...)
+    actions: list[StepResult] = field(default_factory=list)
+
+
+class Scanner:
+    """Scans gateways with an engine's state; `Steps` runs what it starts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.steps = Steps(engine)
+
+    def _act(
+        self, out: ScanOutcome, gateway: str, key: str | None, step: str, outcome: str, detail: str
+    ) -> None:
+        out.actions.append(
+            StepResult(gateway=gateway, key=key, step=step, outcome=outcome, detail=detail)
+        )
+        self.engine.audit(gateway=gateway, key=key, step=step, outcome=outcome, detail=detail)
+
+    def scan(self, gateway: str) -> ScanOutcome:
+        spec = self.engine.spec(gateway)
+        report, scan = asyncio.run(look(spec, self.engine.identity))
+        out = ScanOutcome(report=report)
+        state = self.engine.store.episodes.gateway_state(gateway)
+        if scan is None:
+            self._gateway_failed(spec, report, state, out)
+            return out
+        self._gateway_seen(spec, scan, state, out)
+        return out
+
+    # -- gateway health ------------------------------------------------------------------------
+
+    def _gateway_failed(
+        self, spec: GatewaySpec, report: GatewayReport, state: GatewayState, out: ScanOutcome
+    ) -> None:
+        engine = self.engine
+        failures = state.failures + 1
+        engine.store.episodes.update_gateway(
+            spec.name,
+            failures=failures,
+            last_error=report.error,
+            last_error_kind=report.error_kind,
+            last_scan_ms=int(engine.now_ms()),
+        )
+        if failures >= spec.policy.unreachable_after and not state.unreachable_open:
+            engine.store.episodes.update_gateway(spec.name, unreachable_open=True)
+            self._act(
+                out, spec.name, None, "escalate", "gateway_unreachable",
+                f"{failures} failed scan(s): {report.error}",
+            )  # fmt: skip
+            engine.pager.trigger(
+                spec.name,
+                gateway=spec.name,
+                key=None,
+                kind=report.error_kind or "unreachable",
+                details={"gateway": spec.name, "error": report.error, "failures": failures},
+            )
+
+    def _gateway_seen(
+        self, spec: GatewaySpec, scan: GatewayScan, state: GatewayState, out: ScanOutcome
+    ) -> None:
+        engine = self.engine
+        name = spec.name
+        marker = scan.hello.boot_marker
+        new_boot = state.boot_marker is not None and marker != state.boot_marker
+        counts = Counter(v.kind.value for v in scan.verdicts)
+        updates: dict[str, object] = {
+            "last_scan_ms": int(engine.now_ms()),
+            "counts": dict(counts),
+            "failures": 0,
+            "last_error": None,
+            "last_error_kind": None,
+        }
+        if marker != state.boot_marker:
+            updates.update(boot_marker=marker, boot_seen_ms=int(engine.now_ms()))
+        if state.unreachable_open:
+            updates["unreachable_open"] = False
+        engine.store.episodes.update_gateway(name, **updates)
+        if state.unreachable_open:
+            self._act(out, name, None, "resolve", "gateway_reachable", "scans succeed again")
+            engine.pager.resolve(name, gateway=name, key=None)
+        if new_boot:
+            self._act(
+                out, name, None, "scan", "boot_sweep",
+                f"the gateway restarted (boot {state.boot_marker} -> {marker}): sweeping at once",
+            )  # fmt: skip
+        self._close_healed(name, scan, out)
+        if self._breaker(spec, scan, state, out):
+            return
+        policy = spec.policy
+        boot = scan.hello.boot_time_ms
+        if policy.boot_grace > 0 and boot is not None:
+            since_boot_s = (scan.view.now_ms - boot) / 1000
+            if since_boot_s < policy.boot_grace:
+                if any(v.needs_action for v in scan.verdicts):
+                    self._act(
+                        out, name, None, "scan", "boot_grace",
+                        f"booted {since_boot_s:.0f}s ago: leaving recovery to the gateway for "
+                        f"{policy.boot_grace:g}s",
+                    )  # fmt: skip
+                return
+        dry_run = engine.dry_run_for(spec)
+        needing = [v for v in scan.verdicts if v.needs_action]
+        if needing and not dry_run:
+            problems = engine.durability_problems()
+            if problems:
+                self._act(
+                    out, name, None, "scan", "refused",
+                    "Redis is not safe to act on: " + "; ".join(problems),
+                )  # fmt: skip
+                return
+        for verdict in needing:
+            self._decide(spec, verdict, new_boot=new_boot, dry_run=dry_run, out=out)
+
+    def _close_healed(self, name: str, scan: GatewayScan, out: ScanOutcome) -> None:
+        open_episodes = self.engine.store.episodes.open_episodes(name)
+        if not open_episodes:
+            return
+        by_key = {v.key: v for v in scan.verdicts}
+        for key, episode in open_episodes.items():
+            now = by_key.get(key)
+            if now is not None and now.kind not in HEALTHY:
+                if now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN:
+                    continue
+            why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
+            if self.engine.store.leases.holder(name, key) is not None and now is not None:
+                continue  # an attempt is running; its verify step closes the episode
+            escalated = self.steps.finish_healed(name, key, episode.session_id)
+            self._act(
+                out, name, key, "scan", "healed",
+                why + (" (escalation resolved)" if escalated else ""),
+            )  # fmt: skip
+
+    def _breaker(
+        self, spec: GatewaySpec, scan: GatewayScan, state: GatewayState, out: ScanOutcome
+    ) -> bool:
+        """The zombie breaker: too many zombies at once smells like our bug, not theirs."""
+        policy = spec.policy
+        zombies = sum(1 for v in scan.verdicts if v.kind is VerdictKind.ZOMBIE)
+        total = len(scan.verdicts)
+        is_open = (
+            policy.zombie_breaker_share < 1
+            and zombies >= policy.zombie_breaker_min
+            and zombies > policy.zombie_breaker_share * total
+        )
+        engine = self.engine
+        name = spec.name
+        if is_open and not state.breaker_open:
+            engine.store.episodes.update_gateway(name, breaker_open=True)
+            detail = (
+                f"{zombies} of {total} sessions look like zombies (over "
+                f"{policy.zombie_breaker_share:.0%}): suspecting a bug, acting on none"
+            )
+            self._act(out, name, None, "escalate", "breaker_open", detail)
+            engine.pager.trigger(
+                name,
+                gateway=name,
+                key=None,
+                kind="breaker_open",
+                details={"gateway": name, "zombies": zombies, "sessions": total},
+            )
+        elif not is_open and state.breaker_open:
+            engine.store.episodes.update_gateway(name, breaker_open=False)
+            self._act(out, name, None, "resolve", "breaker_closed", f"{zombies} zombie(s) now")
+            engine.pager.resolve(name, gateway=name, key=None)
+        elif is_open:
+            self._act(out, name, None, "scan", "breaker_open", f"{zombies} of {total} zombies")
+        return is_open
+
+    # -- one session ---------------------------------------------------------------------------
+
+    def _decide(
+        self, spec: GatewaySpec, verdict: Verdict, *, new_boot: bool, dry_run: bool, out: ScanOutcome
+    ) -> None:
+        engine = self.engine
+        store = engine.store
+        name, key = spec.name, verdict.key
+        sid = verdict.session_id or ""
+        state = store.attempts.get(name, key, sid)
+        escalated = store.attempts.is_escalated(name, key, sid)
+        episode = Episode(
+            attempts=state.count if state else 0,
+            next_not_before_ms=0.0 if (new_boot or state is None) else state.next_not_before_ms,
+            escalated=escalated,
+        )
+        now_ms = engine.now_ms()
+        plan = decide(verdict, episode, now_ms=now_ms, policy=spec.policy)
+        if plan.decision in (Decision.NOTHING, Decision.WAIT, Decision.HANDS_OFF):
+            return
+        recovery_id = uuid.uuid4().hex[:16]
+        if plan.decision is Decision.ESCALATE:
+            ref = AttemptRef.of(
+                name, verdict, recovery_id=recovery_id, attempt=episode.attempts,
+                lease_token=0, dry_run=dry_run,
+            )  # fmt: skip
+            out.starts.append(NextStep(step=Step.ESCALATE, ref=ref))
+            return
+        lease = store.leases.acquire(
+            name, key, engine.owner_prefix + recovery_id, engine.lease_ttl_ms
+        )
+        if lease is None:
+            self._act(out, name, key, "scan", "lease_busy", "another worker is acting on it")
+            return
+        attempt = episode.attempts + 1
+        if not dry_run:
+            store.attempts.record_attempt(
+                name,
+                key,
+                sid,
+                now_ms=now_ms,
+                next_not_before_ms=next_not_before(
+                    attempt, now_ms=now_ms, policy=spec.policy, seed=backoff_seed(name, key, attempt)
+                ),
+            )
+            store.episodes.open(
+                name,
+                key,
+                OpenEpisode(
+                    session_id=sid,
+                    verdict=verdict.kind.value,
+                    since_ms=state.first_seen_ms if state else int(now_ms),
+                    recovery_id=recovery_id,
+                ),
+            )
+        ref = AttemptRef.of(
+            name, verdict, recovery_id=lease.owner, attempt=attempt, lease_token=lease.token,
+            dry_run=dry_run,
+        )  # fmt: skip
+        self.engine.audit(
+            gateway=name,
+            key=key,
+            verdict=verdict.kind.value,
+            step="detect",
+            outcome="attempt_started",
+            detail=f"{plan.reason}: {verdict.reason}",
+            fencing_token=lease.token,
+            recovery_id=ref.recovery_id,
+            dry_run=dry_run or None,
+        )
+        out.starts.append(NextStep(step=Step.ABORT, ref=ref))
+

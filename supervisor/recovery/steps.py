@@ -1,0 +1,378 @@
+"""The recovery steps (abort, reset, verify, escalate): each re-reads before it acts.
+
+Every mutating step, in this order:
+1. reads the session again and re-classifies it; acts only if it is the very session detected
+   (same sessionId, startedAt, run ids, verdict: `ladder.compare`), else stops;
+2. renews its fenced lease (a holder whose lease expired stops here: `LeaseLost`);
+3. claims the step for this attempt (SET NX), so a redelivered copy of the task does nothing;
+4. writes its intent to the audit stream (an action whose record cannot be written is not taken);
+5. sends one request, never retried blindly: what happened is settled by the next read.
+In dry-run, step 5 is replaced by an audit record of what would have been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from supervisor.core.detect import Verdict, VerdictKind, classify
+from supervisor.core.ladder import Binding, Step, compare
+from supervisor.errors import (
+    GatewayCallError,
+    GatewayError,
+    LeaseLost,
+    MethodMissing,
+    MissingScope,
+    RedisNotDurable,
+    StateError,
+)
+from supervisor.fleet import GatewaySpec
+from supervisor.gateway.client import GatewayClient
+from supervisor.gateway.models import ADMIN_SCOPE
+from supervisor.recovery.context import Engine, session_dedup_key
+from supervisor.recovery.models import AttemptRef, NextStep, StepResult
+from supervisor.scan import view_of
+from supervisor.state.episodes import OpenEpisode
+from supervisor.state.leases import Lease
+
+log = logging.getLogger(__name__)
+
+#: verdicts that count as healed when verifying
+HEALTHY = frozenset({VerdictKind.IDLE, VerdictKind.LIVE})
+
+
+class _Stop(Exception):
+    """Ends a step early with an outcome (not an error: the step did its job by stopping)."""
+
+    def __init__(self, outcome: str, detail: str, *, release: bool = True) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.release = release
+
+
+def _lease(engine: Engine, ref: AttemptRef) -> Lease:
+    return Lease(
+        gateway=ref.gateway,
+        key=ref.key,
+        owner=ref.recovery_id,
+        token=ref.lease_token,
+        ttl_ms=engine.lease_ttl_ms,
+        redis_key=engine.store.keys.lease(ref.gateway, ref.key),
+        deadline=0.0,
+    )
+
+
+async def _reread(client: GatewayClient, spec: GatewaySpec, key: str) -> Verdict | None:
+    """The session's verdict now, or None when the gateway no longer lists it."""
+    rows = await client.list_sessions()
+    view = view_of(client, rows)
+    for row in rows:
+        if row.key == key:
+            return classify(row, gateway=view, policy=spec.policy)
+    return None
+
+
+class Steps:
+    """Runs one step of one attempt; used by the Celery tasks and by `heal` alike."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def run(self, step: Step, ref: AttemptRef) -> StepResult:
+        started = time.perf_counter()
+        handlers: dict[Step, Callable[[AttemptRef], Awaitable[StepResult]]] = {
+            Step.ABORT: self._abort,
+            Step.RESET: self._reset,
+            Step.VERIFY: self._verify,
+        }
+        try:
+            if step is Step.ESCALATE:
+                result = self._escalate(ref)
+            else:
+                result = asyncio.run(handlers[step](ref))
+        except _Stop as stop:
+            if stop.release:
+                self._release(ref)
+            result = self._result(ref, step, stop.outcome, stop.detail)
+        except LeaseLost as exc:
+            result = self._result(ref, step, "lease_lost", str(exc))
+        except RedisNotDurable as exc:
+            self._release(ref)
+            result = self._result(ref, step, "refused", str(exc))
+        except GatewayError as exc:
+            self._release(ref)
+            self._record_error(ref, f"{step.value}: {exc}")
+            result = self._result(ref, step, "gateway_error", str(exc))
+        except StateError as exc:
+            # Redis is gone: nothing was sent after this point; the lease expires by itself
+            result = self._result(ref, step, "state_error", str(exc))
+        result = result.model_copy(
+            update={"duration_ms": round((time.perf_counter() - started) * 1000, 1)}
+        )
+        self.engine.audit(
+            gateway=ref.gateway,
+            key=ref.key,
+            verdict=ref.verdict,
+            step=step.value,
+            outcome=result.outcome,
+            detail=result.detail,
+            fencing_token=ref.lease_token or None,
+            duration_ms=result.duration_ms,
+            recovery_id=ref.recovery_id,
+            dry_run=ref.dry_run or None,
+        )
+        log.info(
+            "%s %s %s: %s (%s)",
+            ref.gateway,
+            ref.key,
+            step.value,
+            result.outcome,
+            result.detail,
+            extra={"gateway": ref.gateway, "key": ref.key, "step": step.value},
+        )
+        return result
+
+    def _result(
+        self, ref: AttemptRef, step: Step, outcome: str, detail: str, nxt: NextStep | None = None
+    ) -> StepResult:
+        return StepResult(
+            gateway=ref.gateway,
+            key=ref.key,
+            step=step.value,
+            outcome=outcome,
+            detail=detail,
+            recovery_id=ref.recovery_id,
+            attempt=ref.attempt,
+            fencing_token=ref.lease_token or None,
+            dry_run=ref.dry_run,
+            next=nxt,
+        )
+
+    def _release(self, ref: AttemptRef) -> None:
+        if not ref.lease_token:
+            return
+        try:
+            self.engine.store.leases.release(_lease(self.engine, ref))
+        except StateError as exc:
+            log.warning("lease not released (it expires by itself): %s", exc)
+
+    def _record_error(self, ref: AttemptRef, error: str) -> None:
+        if ref.dry_run or ref.session_id is None:
+            return
+        try:
+            self.engine.store.attempts.record_error(ref.gateway, ref.key, ref.session_id, error)
+        except StateError as exc:
+            log.warning("attempt error not recorded: %s", exc)
+
+    # -- the common guard of mutating steps ----------------------------------------------------
+
+    async def _guard(
+        self, client: GatewayClient, spec: GatewaySpec, ref: AttemptRef, step: Step
+    ) -> Verdict:
+        """Re-read and re-bind, renew the lease, claim the step; raise _Stop otherwise."""
+        now = await _reread(client, spec, ref.key)
+        if now is None:
+            raise _Stop("gone", "the gateway no longer lists the session")
+        binding = compare(ref.detected(), now)
+        if binding is Binding.HEALED:
+            raise _Stop("healed_before", f"already healthy before {step.value}: {now.reason}")
+        if binding is Binding.CHANGED:
+            raise _Stop(
+                "changed",
+                f"the session changed since detection ({now.kind.value}: {now.reason}); "
+                "not acting",
+            )
+        engine = self.engine
+        if not ref.dry_run:
+            engine.require_durable()
+        engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
+        claimed = engine.store.episodes.claim_step(
+            ref.recovery_id, self._claim_name(step, ref), engine.owner_prefix + ref.recovery_id
+        )
+        if not claimed:
+            # a redelivered copy: the first copy owns this step and the lease
+            raise _Stop("duplicate", "this step already ran for this attempt", release=False)
+        if not ref.dry_run:
+            engine.audit_strict(
+                gateway=ref.gateway,
+                key=ref.key,
+                verdict=ref.verdict,
+                step=step.value,
+                outcome="sending",
+                fencing_token=ref.lease_token,
+                recovery_id=ref.recovery_id,
+            )
+        return now
+
+    @staticmethod
+    def _claim_name(step: Step, ref: AttemptRef) -> str:
+        return f"{step.value}-probe" if ref.probed and step is Step.ABORT else step.value
+
+    # -- abort -------------------------------------------------------------------------------
+
+    async def _abort(self, ref: AttemptRef) -> StepResult:
+        spec = self.engine.spec(ref.gateway)
+        async with GatewayClient(spec, self.engine.identity) as client:
+            await self._guard(client, spec, ref, Step.ABORT)
+            if ref.dry_run:
+                answer = "dry_run"
+            else:
+                payload = await client.call("sessions.abort", {"key": ref.key})
+                answer = str(payload.get("status")) if isinstance(payload, dict) else "?"
+        return self._after_abort(ref, answer)
+
+    def _after_abort(self, ref: AttemptRef, answer: str) -> StepResult:
+        delay = self.engine.verify_delay_s
+        if answer == "dry_run":
+            nxt_step = Step.RESET if ref.verdict == VerdictKind.ZOMBIE.value else Step.VERIFY
+            return self._result(
+                ref, Step.ABORT, "would_abort", "dry run: sessions.abort not sent",
+                NextStep(step=nxt_step, ref=ref),
+            )  # fmt: skip
+        if ref.verdict == VerdictKind.ZOMBIE.value or ref.probed:
+            if answer == "no-active-run":
+                why = "no active run: the lane is dead" + (" (probe)" if ref.probed else "")
+                nxt = ref.model_copy(update={"after": answer})
+                return self._result(
+                    ref, Step.ABORT, "no_active_run", why, NextStep(step=Step.RESET, ref=nxt)
+                )
+            # the gateway aborted a run: something was alive after all; never reset over it
+            self._release(ref)
+            return self._result(
+                ref, Step.ABORT, "aborted_live_run",
+                f"abort answered {answer!r}: a run was live; stopping without reset",
+            )  # fmt: skip
+        nxt = ref.model_copy(update={"after": answer})
+        return self._result(
+            ref, Step.ABORT, "aborted" if answer == "aborted" else answer.replace("-", "_"),
+            f"abort answered {answer!r}", NextStep(step=Step.VERIFY, ref=nxt, delay_s=delay),
+        )  # fmt: skip
+
+    # -- reset -------------------------------------------------------------------------------
+
+    async def _reset(self, ref: AttemptRef) -> StepResult:
+        spec = self.engine.spec(ref.gateway)
+        delay = self.engine.verify_delay_s
+        async with GatewayClient(spec, self.engine.identity) as client:
+            await self._guard(client, spec, ref, Step.RESET)
+            nxt = NextStep(step=Step.VERIFY, ref=ref, delay_s=delay)
+            if ref.dry_run:
+                return self._result(ref, Step.RESET, "would_reset", "dry run: nothing sent", nxt)
+            assert client.hello is not None
+            scopes = client.hello.scopes
+            if scopes is not None and ADMIN_SCOPE not in scopes:
+                return await self._send_new(client, ref, nxt, "no operator.admin scope for reset")
+            params: dict[str, object] = {"key": ref.key}
+            if client.hello.protocol >= 4 and ref.session_id:
+                # the gateway's own compare-and-set: refuses if the session id changed meanwhile
+                params["expectedSessionId"] = ref.session_id
+            try:
+                await client.call("sessions.reset", params)
+            except (MethodMissing, MissingScope) as exc:
+                return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
+            except GatewayCallError as exc:
+                if exc.reason == "session-changed":
+                    raise _Stop("changed", "the gateway refused: the session id changed") from exc
+                raise
+        return self._result(ref, Step.RESET, "reset", "sessions.reset accepted", nxt)
+
+    async def _send_new(
+        self, client: GatewayClient, ref: AttemptRef, nxt: NextStep, why: str
+    ) -> StepResult:
+        await client.call("sessions.send", {"key": ref.key, "message": "/new"})
+        return self._result(ref, Step.RESET, "new_sent", f"{why}; sent /new instead", nxt)
+
+    # -- verify ------------------------------------------------------------------------------
+
+    async def _verify(self, ref: AttemptRef) -> StepResult:
+        spec = self.engine.spec(ref.gateway)
+        async with GatewayClient(spec, self.engine.identity) as client:
+            now = await _reread(client, spec, ref.key)
+        if now is None or now.kind in HEALTHY:
+            why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
+            self.finish_healed(ref.gateway, ref.key, ref.session_id, ref=ref)
+            return self._result(ref, Step.VERIFY, "healed", why)
+        same = compare(ref.detected(), now) is Binding.SAME
+        if (
+            same
+            and ref.verdict == VerdictKind.LIVE_OVERDUE.value
+            and ref.after == "aborted"
+            and not ref.probed
+        ):
+            # 2026.3.24 leaves the row `running` after aborting a live run: probe it
+            nxt = ref.model_copy(update={"probed": True, "after": None})
+            return self._result(
+                ref, Step.VERIFY, "still_running",
+                "the row stayed running after the abort; probing with a second abort",
+                NextStep(step=Step.ABORT, ref=nxt),
+            )  # fmt: skip
+        self._release(ref)
+        if ref.dry_run:
+            return self._result(ref, Step.VERIFY, "unchanged", f"dry run: {now.kind.value}")
+        detail = f"still {now.kind.value} after attempt {ref.attempt}: {now.reason}"
+        self._record_error(ref, f"ineffective: {detail}")
+        return self._result(ref, Step.VERIFY, "ineffective", detail)
+
+    def finish_healed(
+        self, gateway: str, key: str, session_id: str | None, *, ref: AttemptRef | None = None
+    ) -> bool:
+        """Close a healed episode: counters, escalation, incident, lease. True if escalated."""
+        store = self.engine.store
+        was_escalated = False
+        if session_id is not None:
+            store.attempts.clear(gateway, key, session_id)
+            was_escalated = store.attempts.clear_escalation(gateway, key, session_id)
+        store.episodes.close(gateway, key)
+        if ref is not None:
+            self._release(ref)
+        if was_escalated:
+            self.engine.pager.resolve(session_dedup_key(gateway, key), gateway=gateway, key=key)
+        return was_escalated
+
+    # -- escalate ----------------------------------------------------------------------------
+
+    def _escalate(self, ref: AttemptRef) -> StepResult:
+        engine = self.engine
+        store = engine.store
+        sid = ref.session_id or ""
+        state = store.attempts.get(ref.gateway, ref.key, sid)
+        reason = f"{state.count if state else ref.attempt} attempt(s) did not heal it" + (
+            f"; last: {state.last_error}" if state and state.last_error else ""
+        )
+        if ref.dry_run:
+            return self._result(ref, Step.ESCALATE, "would_escalate", reason)
+        if not store.attempts.mark_escalated(
+            ref.gateway, ref.key, sid, now_ms=engine.now_ms(), reason=reason
+        ):
+            return self._result(ref, Step.ESCALATE, "already_escalated", reason)
+        store.episodes.open(
+            ref.gateway,
+            ref.key,
+            OpenEpisode(
+                session_id=sid,
+                verdict=ref.verdict,
+                since_ms=state.first_seen_ms if state else int(engine.now_ms()),
+                escalated=True,
+                recovery_id=ref.recovery_id,
+            ),
+        )
+        engine.pager.trigger(
+            session_dedup_key(ref.gateway, ref.key),
+            gateway=ref.gateway,
+            key=ref.key,
+            kind="escalated",
+            details={
+                "gateway": ref.gateway,
+                "key": ref.key,
+                "verdict": ref.verdict,
+                "attempts": state.count if state else ref.attempt,
+                "last_error": state.last_error if state else None,
+                "age_s": round((engine.now_ms() - state.first_seen_ms) / 1000) if state else None,
+            },
+        )
+        return self._result(ref, Step.ESCALATE, "escalated", reason)

@@ -1,0 +1,133 @@
+"""Which sessions of a gateway have an open episode, step claims, and per-gateway scan state.
+
+A scan must learn, for the sessions it saw healthy, whether any of them had been under recovery
+(so the attempt counters, the escalation marker and the incident can be closed) without a Redis
+read or write per healthy session. So every session under recovery or escalated is listed in one
+hash per gateway (`active`): the scan reads that hash once and touches only its members.
+
+Step claims make each step of an attempt run at most once: Celery on Redis delivers a task at
+least once (redelivery after the visibility timeout, a lost ack, a worker killed with
+`reject_on_worker_lost`), so a mutating step first claims `(recovery id, step)` with SET NX. A
+copy that finds the claim taken does nothing. A claim whose worker died before acting leaves the
+step undone: the attempt then fails, its lease expires and the next scan starts a new attempt
+(never a blind repeat of a mutation that may have been sent).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from supervisor.state.connection import describe, translate_errors
+from supervisor.state.keys import Keys
+
+#: claims outlive any redelivery (the visibility timeout) by far
+DEFAULT_CLAIM_TTL_S = 24 * 3600
+
+
+class OpenEpisode(BaseModel):
+    """A session the supervisor is working on or has escalated."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    verdict: str
+    since_ms: int
+    escalated: bool = False
+    recovery_id: str | None = None
+
+
+class GatewayState(BaseModel):
+    """What the last scans of one gateway learned (for boot sweeps, breakers and `status`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    boot_marker: str | None = None
+    boot_seen_ms: int | None = None
+    last_scan_ms: int | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    failures: int = 0
+    unreachable_open: bool = False
+    breaker_open: bool = False
+    counts: dict[str, int] = {}
+
+
+class Episodes:
+    """Open episodes, step claims and gateway state in Redis."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, claim_ttl_s: int = DEFAULT_CLAIM_TTL_S
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._claim_ttl_s = claim_ttl_s
+        self._where = describe(client)
+
+    # -- open episodes -----------------------------------------------------------------------
+
+    def open_episodes(self, gateway: str) -> dict[str, OpenEpisode]:
+        """Session key -> open episode, for one gateway (one HGETALL)."""
+        redis_key = self._keys.active(gateway)
+        with translate_errors(self._where, f"read {redis_key}"):
+            raw: dict[str, str] = self._client.hgetall(redis_key)
+        out: dict[str, OpenEpisode] = {}
+        for key, value in raw.items():
+            try:
+                out[key] = OpenEpisode.model_validate_json(value)
+            except ValueError:
+                continue  # a foreign or older value: skip it rather than stop the scan
+        return out
+
+    def open(self, gateway: str, key: str, episode: OpenEpisode) -> None:
+        redis_key = self._keys.active(gateway)
+        with translate_errors(self._where, f"write {redis_key}"):
+            self._client.hset(redis_key, key, episode.model_dump_json())
+
+    def close(self, gateway: str, key: str) -> bool:
+        """Forget the open episode of one session; True when there was one."""
+        redis_key = self._keys.active(gateway)
+        with translate_errors(self._where, f"write {redis_key}"):
+            return bool(self._client.hdel(redis_key, key))
+
+    # -- step claims -------------------------------------------------------------------------
+
+    def claim_step(self, recovery_id: str, step: str, owner: str) -> bool:
+        """True for exactly one caller per (recovery id, step)."""
+        redis_key = self._keys.step_claim(recovery_id, step)
+        with translate_errors(self._where, f"claim {redis_key}"):
+            return bool(self._client.set(redis_key, owner, nx=True, ex=self._claim_ttl_s))
+
+    # -- gateway state -----------------------------------------------------------------------
+
+    def gateway_state(self, gateway: str) -> GatewayState:
+        redis_key = self._keys.gateway_state(gateway)
+        with translate_errors(self._where, f"read {redis_key}"):
+            raw: dict[str, str] = self._client.hgetall(redis_key)
+        data: dict[str, Any] = {}
+        for name, value in raw.items():
+            try:
+                data[name] = json.loads(value)
+            except ValueError:
+                data[name] = value
+        try:
+            return GatewayState.model_validate(data)
+        except ValueError:
+            return GatewayState()
+
+    def update_gateway(self, gateway: str, **fields: Any) -> None:
+        """Set some fields of the gateway's state (values stored as JSON)."""
+        redis_key = self._keys.gateway_state(gateway)
+        mapping = {name: json.dumps(value) for name, value in fields.items()}
+        with translate_errors(self._where, f"write {redis_key}"):
+            self._client.hset(redis_key, mapping=mapping)
+
+    def gateways_known(self) -> list[str]:
+        """Gateways that have scan state (for `status`)."""
+        pattern = self._keys.gateway_state("*").replace("%2A", "*")
+        with translate_errors(self._where, "list gateway states"):
+            found = [str(k) for k in self._client.scan_iter(match=pattern, count=500)]
+        return sorted(self._keys.parse(k)[1] for k in found)

@@ -1,0 +1,125 @@
+"""The Celery tasks: one periodic scan per gateway, and one task per recovery step.
+
+Each step is its own task with a readable name, so Flower tells the story of a recovery:
+`supervisor.scan_gateway` -> `supervisor.abort_session` -> `supervisor.reset_session` ->
+`supervisor.verify_session` (-> `supervisor.escalate_session`). Arguments are the gateway name,
+the session key and the attempt's evidence: never a token (workers read tokens from the fleet
+file). Results are small JSON documents saying what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Task
+
+from supervisor.app import app
+from supervisor.core.ladder import Step
+from supervisor.errors import ConfigError, StateError
+from supervisor.recovery.context import Engine
+from supervisor.recovery.models import AttemptRef, NextStep
+from supervisor.recovery.runtime import build_engine
+from supervisor.recovery.scanner import Scanner
+from supervisor.recovery.steps import Steps
+from supervisor.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """This worker process's engine, built on first use (after the prefork fork)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            settings = get_settings()
+            if settings.redis_url is None:
+                raise ConfigError("SUPERVISOR_REDIS_URL is not set")
+            _engine = build_engine(settings, settings.redis_url.get_secret_value())
+        return _engine
+
+
+def enqueue(nxt: NextStep) -> str:
+    """Send a step as its task; returns the task id."""
+    task: Task = STEP_TASKS[nxt.step]
+    ref = nxt.ref
+    result = task.apply_async(
+        kwargs={"gateway": ref.gateway, "key": ref.key, "ref": ref.model_dump(mode="json")},
+        countdown=nxt.delay_s or None,
+    )
+    return str(result.id)
+
+
+@app.task(name="supervisor.scan_gateway")
+def scan_gateway(gateway: str) -> dict[str, Any]:
+    """Scan one gateway and start the recovery steps it decides on."""
+    try:
+        out = Scanner(get_engine()).scan(gateway)
+    except ConfigError as exc:
+        log.error("scan of %s skipped: %s", gateway, exc)
+        return {"gateway": gateway, "outcome": "config_error", "detail": str(exc)}
+    except StateError as exc:
+        # Redis is down or refusing: nothing was acted on; the next scheduled scan tries again
+        log.error("scan of %s stopped: %s", gateway, exc)
+        return {"gateway": gateway, "outcome": "state_error", "detail": str(exc)}
+    started = [
+        {"step": n.step.value, "key": n.ref.key, "task_id": enqueue(n)} for n in out.starts
+    ]
+    counts: dict[str, int] = {}
+    for s in out.report.sessions:
+        counts[s.verdict] = counts.get(s.verdict, 0) + 1
+    return {
+        "gateway": gateway,
+        "outcome": "error" if out.report.error else "scanned",
+        "error": out.report.error,
+        "verdicts": counts,
+        "started": started,
+        "actions": [a.action() for a in out.actions],
+    }
+
+
+def _run(step: Step, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    attempt = AttemptRef.model_validate(ref)
+    if (attempt.gateway, attempt.key) != (gateway, key):
+        raise ValueError("the task's gateway/key do not match its attempt")
+    result = Steps(get_engine()).run(step, attempt)
+    doc = result.action()
+    if result.next is not None:
+        doc["next"] = {"step": result.next.step.value, "task_id": enqueue(result.next)}
+    return doc
+
+
+@app.task(name="supervisor.abort_session")
+def abort_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """Abort: evidence on a zombie ("no-active-run"), the stop of an overdue live run."""
+    return _run(Step.ABORT, gateway, key, ref)
+
+
+@app.task(name="supervisor.reset_session")
+def reset_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """Reset the lane (`sessions.reset`, or `/new` where reset is missing or forbidden)."""
+    return _run(Step.RESET, gateway, key, ref)
+
+
+@app.task(name="supervisor.verify_session")
+def verify_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """Read the session again: healed, or the attempt was ineffective."""
+    return _run(Step.VERIFY, gateway, key, ref)
+
+
+@app.task(name="supervisor.escalate_session")
+def escalate_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """Attempts exhausted: page once and keep hands off until it heals or is cleared."""
+    return _run(Step.ESCALATE, gateway, key, ref)
+
+
+STEP_TASKS: dict[Step, Task] = {
+    Step.ABORT: abort_session,
+    Step.RESET: reset_session,
+    Step.VERIFY: verify_session,
+    Step.ESCALATE: escalate_session,
+}

@@ -1,0 +1,89 @@
+"""Engines on a real embedded valkey and a threaded simulator, one key prefix per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from supervisor.gateway.identity import DeviceIdentity
+from supervisor.recovery.context import Engine, FleetSource
+from supervisor.simulator import SimGateway, SimulatorServer, Version
+from supervisor.simulator.demo import DEMO_TOKEN, write_fleet
+from supervisor.state import StateStore
+from tests.state.conftest import delete_prefix, make_store, prefix, redis_server, redis_url
+
+__all__ = ["delete_prefix", "make_store", "prefix", "redis_server", "redis_url"]
+
+
+@dataclass
+class RecordingPager:
+    """Records triggers and resolves, as a paging provider would receive them."""
+
+    triggers: list[tuple[str, str]] = field(default_factory=list)
+    resolves: list[str] = field(default_factory=list)
+
+    def trigger(
+        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+    ) -> None:
+        self.triggers.append((dedup_key, kind))
+
+    def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
+        self.resolves.append(dedup_key)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    server = SimulatorServer()
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def store(redis_url: str, prefix: str) -> Iterator[StateStore]:
+    state = make_store(redis_url, prefix)
+    try:
+        yield state
+    finally:
+        delete_prefix(state)
+        state.close()
+
+
+@dataclass
+class Rig:
+    """A simulator, a fleet file pointing at it, and engines sharing one store."""
+
+    sim: SimulatorServer
+    store: StateStore
+    identity: DeviceIdentity
+    directory: Path
+    pager: RecordingPager = field(default_factory=RecordingPager)
+
+    def gateway(self, name: str, version: str = "2026.9.6", **kw: object) -> SimGateway:
+        gw = SimGateway(name, version=Version(version), token=DEMO_TOKEN, **kw)  # type: ignore[arg-type]
+        return self.sim.add(gw)
+
+    def engine(self, extra: str = "", *, dry_run: bool = False, stale_after: str = "0s") -> Engine:
+        # attempts may follow each other at once unless a test sets its own backoff
+        defaults = "" if "backoff_base" in extra else 'backoff_base = "0s"\n'
+        path = write_fleet(
+            self.sim, self.directory, stale_after=stale_after, extra=defaults + extra
+        )
+        return Engine(
+            FleetSource(path).get,
+            self.store,
+            self.identity,
+            lease_ttl_s=30,
+            verify_delay_s=0,
+            dry_run=dry_run,
+            pager=self.pager,
+        )
+
+
+@pytest.fixture
+def rig(
+    sim: SimulatorServer, store: StateStore, identity: DeviceIdentity, tmp_path: Path
+) -> Rig:
+    return Rig(sim=sim, store=store, identity=identity, directory=tmp_path / "fleet")
