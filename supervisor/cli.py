@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
@@ -24,12 +25,13 @@ from rich.console import Console
 from typer._click import exceptions as click_exc
 
 from supervisor import __version__
-from supervisor.errors import ConfigError
+from supervisor.errors import ConfigError, StateError
 from supervisor.fleet import Fleet, load_fleet
 from supervisor.gateway.identity import load_or_create_identity
-from supervisor.render import render_check
+from supervisor.render import render_actions, render_audit, render_check
 from supervisor.scan import GatewayReport, check_fleet
 from supervisor.settings import Settings
+from supervisor.state.connection import mask_url
 
 
 class Exit(IntEnum):
@@ -105,6 +107,123 @@ def check(
     else:
         render_check(out, reports, all_rows=all_rows)
     return int(check_exit_code(reports))
+
+
+@app.command()
+def heal(
+    fleet: FleetOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Detect and audit; send nothing mutating.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> int:
+    """One-shot detection plus the full recovery ladder, inline, without a worker.
+
+    Same code, leases, counters and audit as the worker. Without SUPERVISOR_REDIS_URL it uses
+    the embedded Redis under the state dir (the one `up` runs, or its own).
+    Exit 0: all healthy afterwards; 1: something left unhealed or escalated; 2: a gateway is
+    unreachable; 64: usage or config error.
+    """
+    from supervisor.recovery.runtime import build_engine, heal as heal_fleet, redis_url_for
+
+    settings = Settings()
+    chosen = _fleet(fleet, settings)
+    with redis_url_for(settings) as url:
+        engine = build_engine(settings, url, fleet_path=Path(chosen.path), dry_run=dry_run)
+        try:
+            actions = heal_fleet(
+                engine, [g.name for g in chosen.gateways], concurrency=settings.check_concurrency
+            )
+        finally:
+            engine.store.close()
+    reports = run_check(chosen, settings)
+    if as_json:
+        doc = {
+            "actions": [a.action() for a in actions],
+            "gateways": [r.model_dump(mode="json") for r in reports],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        render_actions(out, [a.action() for a in actions])
+        render_check(out, reports, all_rows=False)
+    return int(check_exit_code(reports))
+
+
+@app.command()
+def audit(
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest records to show.")] = 50,
+    gateway: Annotated[
+        str | None, typer.Option("--gateway", "-g", help="Only this gateway's records.")
+    ] = None,
+) -> int:
+    """Print the audit trail (the durable record of every decision and action)."""
+    from supervisor.recovery.runtime import redis_url_for
+    from supervisor.state import StateStore
+
+    settings = Settings()
+    with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
+        records = st.audit.tail(limit if gateway is None else max(limit * 20, 1000))
+    if gateway is not None:
+        records = [r for r in records if r.gateway == gateway][-limit:]
+    docs = [r.model_dump(mode="json", exclude_none=True) for r in records]
+    if as_json:
+        sys.stdout.write(json.dumps({"records": docs}, indent=2) + "\n")
+    else:
+        render_audit(out, docs)
+    return 0
+
+
+@app.command()
+def clear(
+    gateway: Annotated[str, typer.Argument(help="Gateway name as in the fleet file.")],
+    key: Annotated[str, typer.Argument(help="Session key, e.g. agent:main:main.")],
+) -> int:
+    """Operator's "try again": forget the attempts and escalation of one session."""
+    from supervisor.recovery.runtime import redis_url_for
+    from supervisor.state import AuditRecord, StateStore
+
+    settings = Settings()
+    with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
+        episode = st.episodes.open_episodes(gateway).get(key)
+        if episode is None:
+            err.print(f"{gateway} {key}: no open episode (nothing to clear)")
+            return 1
+        st.attempts.clear(gateway, key, episode.session_id)
+        st.attempts.clear_escalation(gateway, key, episode.session_id)
+        st.episodes.close(gateway, key)
+        st.audit.append(
+            AuditRecord(
+                ts_ms=int(time.time() * 1000),
+                gateway=gateway,
+                key=key,
+                step="clear",
+                outcome="operator_cleared",
+                detail="attempts and escalation cleared by an operator",
+            )
+        )
+    err.print(f"{gateway} {key}: cleared; the next scan decides afresh")
+    return 0
+
+
+@app.command()
+def up(fleet: FleetOption = None) -> int:
+    """Run Redis (embedded unless SUPERVISOR_REDIS_URL), a worker, beat and Flower in the foreground.
+
+    With no fleet file it runs a demo fleet of simulated gateways holding zombies, scanned every
+    10 s, so you can watch them healed in Flower. Ctrl-C or SIGTERM stops everything.
+    """
+    from supervisor.up import Plan, run_up
+
+    def announce(plan: Plan) -> None:
+        err.print(f"fleet:  {plan.fleet}", highlight=False)
+        err.print(f"redis:  {mask_url(plan.redis_url)}", highlight=False)
+        err.print(f"flower: {plan.flower_url}  (user {plan.flower_user})", highlight=False)
+        if plan.password_generated:
+            err.print(f"flower password (shown once): {plan.flower_password}", highlight=False)
+        err.print("audit:  lane-supervisor audit   (Ctrl-C stops everything)", highlight=False)
+
+    return run_up(Settings(), fleet, announce=announce)
 
 
 @app.command()
@@ -189,6 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise SystemExit(Exit.USAGE) from None
+    except StateError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise SystemExit(Exit.GATEWAY_FAILED) from None
     except typer.Abort:
         raise SystemExit(130) from None
     raise SystemExit(int(code) if isinstance(code, int) else 0)

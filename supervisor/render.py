@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -65,3 +67,35 @@ def render_check(console: Console, reports: Sequence[GatewayReport], *, all_rows
         console.print(rows)
     else:
         console.print("No session needs a look (use --all to list every session).")
+
+
+def render_actions(console: Console, actions: Sequence[dict[str, Any]]) -> None:
+    """What `heal` did, one row per step."""
+    if not actions:
+        console.print("No action taken.")
+        return
+    table = Table(title="Actions", title_justify="left")
+    for col in ("gateway", "key", "step", "outcome", "detail"):
+        table.add_column(col, overflow="fold")
+    for a in actions:
+        table.add_row(a["gateway"], a.get("key") or "-", a["step"], a["outcome"], a["detail"])
+    console.print(table)
+
+
+def render_audit(console: Console, records: Sequence[dict[str, Any]]) -> None:
+    """Audit records, oldest first."""
+    table = Table(title="Audit", title_justify="left")
+    for col in ("time (UTC)", "gateway", "key", "step", "outcome", "token", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        when = datetime.fromtimestamp(r["ts_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            when,
+            r["gateway"],
+            r.get("key", "-"),
+            r["step"],
+            r["outcome"] + (" (dry run)" if r.get("dry_run") else ""),
+            str(r.get("fencing_token", "")),
+            r.get("detail", ""),
+        )
+    console.print(table)

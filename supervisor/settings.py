@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     verify_delay_s: float = Field(
         1.0, ge=0, description="Pause before verifying, for the gateway to settle."
     )
+    flower_address: str = Field("127.0.0.1", description="Address Flower listens on (`up`).")
+    flower_port: int = Field(5555, ge=1, le=65535, description="Flower's port (`up`).")
+    flower_user: str = Field("admin", description="Flower basic-auth user (`up`).")
+    flower_password: SecretStr | None = Field(
+        None,
+        description="Flower basic-auth password; unset: `up` generates one and prints it once.",
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, description="Worker processes started by `up` (prefork pool size)."
+    )
     check_concurrency: int = Field(
         32, ge=1, description="Gateways scanned at once by one-shot commands (check)."
     )

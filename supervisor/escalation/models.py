@@ -71,7 +71,9 @@ def clean_details(details: dict[str, object]) -> dict[str, DetailValue]:
             out[str(name)] = value
         else:
             text = str(value)
-            out[str(name)] = text if len(text) <= MAX_DETAIL_CHARS else text[:MAX_DETAIL_CHARS] + "…"
+            out[str(name)] = (
+                text if len(text) <= MAX_DETAIL_CHARS else text[:MAX_DETAIL_CHARS] + "…"
+            )
     return out
 
 
@@ -106,12 +108,16 @@ class IncidentEvent(BaseModel):
     @property
     def age_s(self) -> float | None:
         value = self.details.get("age_s")
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
 
     @property
     def attempts(self) -> int | None:
         value = self.details.get("attempts")
-        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return (
+            int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
 
     @property
     def last_error(self) -> str | None:

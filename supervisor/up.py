@@ -1,0 +1,178 @@
+"""`lane-supervisor up`: Redis, a worker, beat and Flower for one host, in the foreground.
+
+Without `SUPERVISOR_REDIS_URL` an embedded valkey-server runs under the state dir (append-only
+file on). Without a fleet file a demo fleet of simulated gateways holding zombies runs in this
+process, so a new user sees them healed in Flower within a minute. The worker, beat and Flower
+are real `celery` processes, started as children with the same environment the CLI reads;
+Flower's credentials go through its environment (`FLOWER_BASIC_AUTH`), never its command line,
+where `ps` would show them (flower #209). Ctrl-C or SIGTERM stops the children, then Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.fleet import load_fleet
+from supervisor.recovery.runtime import URL_FILE, embedded_dir
+from supervisor.redis_server import EmbeddedRedis
+from supervisor.settings import Settings
+
+#: how long children get to stop after SIGTERM before SIGKILL
+STOP_TIMEOUT_S = 15.0
+DEMO_SCAN_INTERVAL = "10s"
+
+
+@dataclass
+class Plan:
+    """What `up` runs, decided before anything starts (printed for the user)."""
+
+    redis_url: str
+    fleet: Path
+    flower_url: str
+    flower_user: str
+    flower_password: str
+    password_generated: bool
+
+
+def celery_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "supervisor.app", *args]
+
+
+def child_commands(settings: Settings) -> dict[str, list[str]]:
+    """The worker, beat and Flower command lines (no secret on any of them)."""
+    return {
+        "worker": celery_command(
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={settings.worker_concurrency}",
+            "--without-mingle",
+            "--without-gossip",
+            "-E",
+        ),
+        "beat": celery_command("beat", "--loglevel=INFO"),
+        "flower": celery_command(
+            "flower",
+            f"--address={settings.flower_address}",
+            f"--port={settings.flower_port}",
+        ),
+    }
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[str]:
+    if settings.redis_url is not None:
+        yield settings.redis_url.get_secret_value()
+        return
+    data_dir = embedded_dir(settings)
+    with EmbeddedRedis(data_dir) as server:
+        url_file = data_dir / URL_FILE
+        url_file.write_text(server.url + "\n")
+        try:
+            yield server.url
+        finally:
+            url_file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _fleet(fleet: Path | None, settings: Settings) -> Iterator[Path]:
+    chosen = fleet or settings.fleet
+    if chosen is not None:
+        load_fleet(chosen)  # a broken file fails here, with exit 64, before anything starts
+        yield chosen
+        return
+    from supervisor.simulator import SimulatorServer
+    from supervisor.simulator.demo import populate_demo, write_fleet
+
+    server = SimulatorServer()
+    populate_demo(server)
+    with server.running():
+        yield write_fleet(
+            server,
+            settings.state_dir / "demo",
+            stale_after="20m",
+            extra=f'scan_interval = "{DEMO_SCAN_INTERVAL}"',
+        )
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in children.values():
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_up(
+    settings: Settings,
+    fleet: Path | None,
+    *,
+    announce: Callable[[Plan], None],
+    stop: threading.Event | None = None,
+) -> int:
+    """Run everything until SIGINT/SIGTERM (or `stop` is set); the exit code."""
+    stop = stop or threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _fleet(fleet, settings) as fleet_path, _redis(settings) as url:
+            generated = settings.flower_password is None
+            password = (
+                secrets.token_urlsafe(12)
+                if settings.flower_password is None
+                else settings.flower_password.get_secret_value()
+            )
+            plan = Plan(
+                redis_url=url,
+                fleet=fleet_path,
+                flower_url=f"http://{settings.flower_address}:{settings.flower_port}",
+                flower_user=settings.flower_user,
+                flower_password=password,
+                password_generated=generated,
+            )
+            env = {
+                **os.environ,
+                "SUPERVISOR_REDIS_URL": url,
+                "SUPERVISOR_FLEET": str(fleet_path.resolve()),
+                "SUPERVISOR_STATE_DIR": str(settings.state_dir.resolve()),
+                "FLOWER_BASIC_AUTH": f"{settings.flower_user}:{password}",
+            }
+            # the children need neither the password in their own settings nor a .env file
+            env.pop("SUPERVISOR_FLOWER_PASSWORD", None)
+            children: dict[str, subprocess.Popen[bytes]] = {}
+            try:
+                for name, argv in child_commands(settings).items():
+                    child_env = env if name == "flower" else _without_flower_auth(env)
+                    children[name] = subprocess.Popen(
+                        argv, env=child_env, stdin=subprocess.DEVNULL, start_new_session=True
+                    )
+                announce(plan)
+                while not stop.wait(0.5):
+                    dead = [n for n, p in children.items() if p.poll() is not None]
+                    if dead:
+                        print(f"up: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                        return 1
+                return 0
+            finally:
+                _stop(children)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _without_flower_auth(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
