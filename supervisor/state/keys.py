@@ -16,6 +16,12 @@ Layout (prefix "ls:" by default; `<x>` is a component escaped as below):
     ls:step:<recovery id>:<step>                    SET NX claim: one step of one attempt runs
                                                     once, however often Celery delivers it
     ls:gw:<gateway>                                 hash: last scan time, boot marker, counts
+    ls:incident:<dedup key>                         hash: one paging incident (open or resolving)
+                                                    and its per-provider delivery state; EX
+    ls:incidents:open                               zset: dedup key -> opened ms
+    ls:incidents:resolving                          zset: dedup key -> resolved ms (resolve sends
+                                                    not yet delivered everywhere)
+    ls:silence:<gateway>[:<session key>]            JSON of one silence; PX = its duration
 
 Escaping: session keys contain ':' ("agent:main:telegram:group:-100"), so every variable
 component is percent-encoded with `urllib.parse.quote(part, safe="")` before the parts are joined
@@ -102,6 +108,27 @@ class Keys:
             raise ValueError(f"{key!r} does not start with {self.prefix!r}")
         kind, *parts = key[len(self.prefix) :].split(":")
         return (kind, *(unescape(p) for p in parts))
+
+    def incident(self, dedup_key: str) -> str:
+        return self._key("incident", dedup_key)
+
+    @property
+    def incidents_open(self) -> str:
+        return self._key("incidents", "open")
+
+    @property
+    def incidents_resolving(self) -> str:
+        return self._key("incidents", "resolving")
+
+    def silence(self, gateway: str, session_key: str | None = None) -> str:
+        """A gateway's silence, or one session's (gateway silences cover their sessions)."""
+        if session_key is None:
+            return self._key("silence", gateway)
+        return self._key("silence", gateway, session_key)
+
+    def silences(self) -> str:
+        """A SCAN MATCH pattern for every silence."""
+        return escape_glob(self.prefix) + "silence:*"
 
 
 def escape_glob(text: str) -> str:

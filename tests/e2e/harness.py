@@ -1215,3 +1215,62 @@ def run_supervisor(
         stderr=proc.stderr,
         seconds=round(time.monotonic() - began, 2),
     )
+
+
+# -- many gateways -----------------------------------------------------------------------------
+
+
+class GatewayFactory:
+    """Makes independent gateways (own HOME, port and, unless given, own fake model) and stops
+    every one of them at `close()`, checking that no process of theirs is left."""
+
+    def __init__(self, install: OpenClawInstall, make_root: Callable[[str], Path]) -> None:
+        self.install = install
+        self._make_root = make_root
+        self.gateways: list[RealGateway] = []
+        self._own_models: list[FakeModelServer] = []
+
+    def __call__(
+        self,
+        version: str,
+        *,
+        model: FakeModelServer | None = None,
+        start: bool = True,
+        **options: Any,
+    ) -> RealGateway:
+        """A new gateway of `version`, started unless `start=False` (options: RealGateway's)."""
+        if model is None:
+            model = FakeModelServer().start()
+            self._own_models.append(model)
+        gateway = RealGateway(
+            self.install, version, self._make_root(f"gw-{version}"), model, **options
+        )
+        self.gateways.append(gateway)
+        if start:
+            gateway.start()
+        return gateway
+
+    def close(self) -> None:
+        """Stop every gateway and fake; raise if any gateway process survived."""
+        try:
+            for gateway in self.gateways:
+                gateway.stop()
+        finally:
+            for model in self._own_models:
+                model.close()
+            leftovers = leftover_processes()
+            if leftovers:
+                kill_tagged(f"{_RUN_TAG}/")
+                raise HarnessError(f"gateway processes were left running: {leftovers}")
+
+
+def install_sigterm_cleanup() -> None:
+    """Make SIGTERM exit through atexit (which kills every gateway) instead of dying at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)

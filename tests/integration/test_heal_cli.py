@@ -1,0 +1,95 @@
+"""`lane-supervisor heal` as a user runs it: a real process, the simulator, the embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor.simulator import SimGateway, SimulatorServer, Version
+from supervisor.simulator.demo import DEMO_TOKEN, write_fleet
+from tests.integration.procs import base_env
+
+pytestmark = pytest.mark.integration
+
+
+def heal(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", "heal", *args],
+        env=base_env(SUPERVISOR_STATE_DIR=str(state), SUPERVISOR_VERIFY_DELAY_S="0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    server = SimulatorServer()
+    for name, version in (("new", Version.V2026_9_6), ("old", Version.V2026_3_24)):
+        gw = server.add(SimGateway(name, version=version, token=DEMO_TOKEN))
+        gw.add_zombie("agent:main:zombie")
+        gw.add_live("agent:main:hung", age_s=1200)
+        gw.add_idle("agent:main:done")
+    with server.running():
+        yield server
+
+
+def test_heal_json_clears_zombies_only(sim: SimulatorServer, tmp_path: Path) -> None:
+    fleet = write_fleet(sim, tmp_path, stale_after="0s", extra='lane_timeout = "1h"')
+    proc = heal("--fleet", str(fleet), "--json", state=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    done = {(a["gateway"], a["key"], a["step"], a["outcome"]) for a in doc["actions"]}
+    for gw in ("new", "old"):
+        assert (gw, "agent:main:zombie", "verify", "healed") in done
+        assert sim.gateways[gw].mutation_count("agent:main:hung") == 0
+        assert sim.gateways[gw].mutation_count("agent:main:done") == 0
+    after = {
+        (g["name"], s["key"]): s["verdict"] for g in doc["gateways"] for s in g["sessions"]
+    }
+    assert after[("new", "agent:main:zombie")] == "idle"
+    assert after[("old", "agent:main:zombie")] == "idle"
+    assert after[("new", "agent:main:hung")] == "live"
+
+
+def test_heal_with_a_short_lane_timeout_aborts_hung_runs_too(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    fleet = write_fleet(sim, tmp_path, stale_after="0s", extra='lane_timeout = "10s"')
+    proc = heal("--fleet", str(fleet), "--json", state=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    for gw in sim.gateways.values():
+        assert gw.sessions["agent:main:hung"].live_run is None
+        assert gw.sessions["agent:main:hung"].status != "running"
+
+
+def test_heal_dry_run_sends_nothing_and_exits_1(sim: SimulatorServer, tmp_path: Path) -> None:
+    fleet = write_fleet(sim, tmp_path, stale_after="0s")
+    proc = heal("--fleet", str(fleet), "--dry-run", "--json", state=tmp_path / "state")
+    assert proc.returncode == 1, proc.stderr
+    outcomes = {a["outcome"] for a in json.loads(proc.stdout)["actions"]}
+    assert {"would_abort", "would_reset"} <= outcomes
+    assert all(gw.mutations == [] for gw in sim.gateways.values())
+
+
+def test_heal_with_a_broken_fleet_file_exits_64(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.toml"
+    bad.write_text('[[gateways]]\nname = "x"\nurl = "http://nope"\ntoken_env = "T"\n')
+    proc = heal("--fleet", str(bad), state=tmp_path / "state")
+    assert proc.returncode == 64
+    assert proc.stderr.count("\n") == 1 and "gateway 'x'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_heal_reports_an_unreachable_gateway_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("x")
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[[gateways]]\nname = "gone"\nurl = "ws://127.0.0.1:9"\ntoken_file = "t"\n')
+    proc = heal("--fleet", str(fleet), "--json", state=tmp_path / "state")
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["gateways"][0]["error_kind"] == "unreachable"

@@ -1,0 +1,92 @@
+"""`lane-supervisor up` as a new user runs it: demo fleet healed, every step in Flower's API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.procs import base_env, free_port, process, wait_for
+
+pytestmark = pytest.mark.integration
+
+DEMO_ZOMBIES = {
+    (gw, key)
+    for gw in ("demo-2026-9-6", "demo-2026-3-24")
+    for key in ("agent:main:zombie-1", "agent:support:zombie-2")
+}
+STEP_TASKS = {
+    "supervisor.scan_gateway",
+    "supervisor.abort_session",
+    "supervisor.reset_session",
+    "supervisor.verify_session",
+}
+
+
+def flower_tasks(port: int, auth: tuple[str, str]) -> dict[str, Any]:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/api/tasks", auth=auth, timeout=5)
+    except httpx.HTTPError:
+        return {}
+    return r.json() if r.status_code == 200 else {}
+
+
+def healed_in_flower(port: int, auth: tuple[str, str]) -> set[tuple[str, str]]:
+    healed = set()
+    for task in flower_tasks(port, auth).values():
+        if task.get("name") == "supervisor.verify_session" and "'healed'" in str(task.get("result")):
+            kwargs = str(task.get("kwargs"))
+            for gw, key in DEMO_ZOMBIES:
+                if f"'{gw}'" in kwargs and f"'{key}'" in kwargs:
+                    healed.add((gw, key))
+    return healed
+
+
+def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    password = "flower-canary-5d1e"
+    state = tmp_path / "state"
+    env = base_env(
+        SUPERVISOR_STATE_DIR=str(state),
+        SUPERVISOR_FLOWER_PORT=str(port),
+        SUPERVISOR_FLOWER_PASSWORD=password,
+    )
+    log = tmp_path / "up.log"
+    started = time.monotonic()
+    with process([sys.executable, "-m", "supervisor", "up"], env, log) as up:
+        auth = ("admin", password)
+        healed = wait_for(
+            "all demo zombies healed in Flower",
+            lambda: healed_in_flower(port, auth) >= DEMO_ZOMBIES,
+            90,
+            every=1,
+        )
+        assert healed
+        took = time.monotonic() - started
+        tasks = flower_tasks(port, auth)
+        assert STEP_TASKS <= {t.get("name") for t in tasks.values()}
+        # unauthenticated: refused
+        assert httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).status_code == 401
+        # the durable record, read while up runs (it reuses up's embedded Redis)
+        audit = subprocess.run(
+            [sys.executable, "-m", "supervisor", "audit", "--json", "-n", "500"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert audit.returncode == 0, audit.stderr
+        records = json.loads(audit.stdout)["records"]
+        assert DEMO_ZOMBIES <= {
+            (r["gateway"], r["key"]) for r in records if r["outcome"] == "healed"
+        }
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0
+    text = log.read_text()
+    assert password not in text  # printed only when generated; never logged
+    assert "flower-canary" not in json.dumps(tasks)
+    assert took < 60, f"demo took {took:.0f}s to heal"
