@@ -124,7 +124,8 @@ def heal(
     Exit 0: all healthy afterwards; 1: something left unhealed or escalated; 2: a gateway is
     unreachable; 64: usage or config error.
     """
-    from supervisor.recovery.runtime import build_engine, heal as heal_fleet, redis_url_for
+    from supervisor.recovery.runtime import build_engine, redis_url_for
+    from supervisor.recovery.runtime import heal as heal_fleet
 
     settings = Settings()
     chosen = _fleet(fleet, settings)
@@ -208,7 +209,7 @@ def clear(
 
 @app.command()
 def up(fleet: FleetOption = None) -> int:
-    """Run Redis (embedded unless SUPERVISOR_REDIS_URL), a worker, beat and Flower in the foreground.
+    """Run Redis (embedded unless SUPERVISOR_REDIS_URL), a worker, beat and Flower.
 
     With no fleet file it runs a demo fleet of simulated gateways holding zombies, scanned every
     10 s, so you can watch them healed in Flower. Ctrl-C or SIGTERM stops everything.

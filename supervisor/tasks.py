@@ -66,9 +66,7 @@ def scan_gateway(gateway: str) -> dict[str, Any]:
         # Redis is down or refusing: nothing was acted on; the next scheduled scan tries again
         log.error("scan of %s stopped: %s", gateway, exc)
         return {"gateway": gateway, "outcome": "state_error", "detail": str(exc)}
-    started = [
-        {"step": n.step.value, "key": n.ref.key, "task_id": enqueue(n)} for n in out.starts
-    ]
+    started = [{"step": n.step.value, "key": n.ref.key, "task_id": enqueue(n)} for n in out.starts]
     counts: dict[str, int] = {}
     for s in out.report.sessions:
         counts[s.verdict] = counts.get(s.verdict, 0) + 1

@@ -296,6 +296,21 @@ class Incident(BaseModel):
         return tuple(due)
 
 
+#: hash fields copied as they are (pydantic converts the numbers)
+_PLAIN_FIELDS = (
+    "dedup_key",
+    "gateway",
+    "kind",
+    "severity",
+    "status",
+    "seq",
+    "opened_ms",
+    "notified_ms",
+    "last_seen_ms",
+    "resolved_ms",
+)
+
+
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(p for p in (value or "").split(",") if p)
 
@@ -310,32 +325,27 @@ def _parse(fields: dict[str, str]) -> Incident | None:
         if p + "lease" in fields:
             leases[name] = int(fields[p + "lease"])
         if p + "state" in fields:
-            deliveries[name] = ProviderDelivery(
-                seq=int(fields[p + "seq"]),
-                state=fields[p + "state"],  # type: ignore[arg-type]
-                tries=int(fields.get(p + "tries", "0")),
-                not_before_ms=int(fields.get(p + "nb", "0")),
-                reason=fields.get(p + "reason") or None,
-                ts_ms=int(fields.get(p + "ts", "0")),
+            deliveries[name] = ProviderDelivery.model_validate(
+                {
+                    "seq": fields[p + "seq"],
+                    "state": fields[p + "state"],
+                    "tries": fields.get(p + "tries", "0"),
+                    "not_before_ms": fields.get(p + "nb", "0"),
+                    "reason": fields.get(p + "reason") or None,
+                    "ts_ms": fields.get(p + "ts", "0"),
+                }
             )
-    return Incident(
-        dedup_key=fields["dedup_key"],
-        gateway=fields["gateway"],
-        key=fields.get("key") or None,
-        kind=fields["kind"],
-        severity=fields["severity"],  # type: ignore[arg-type]
-        labels=json.loads(fields.get("labels") or "{}"),
-        details=json.loads(fields.get("details") or "{}"),
-        status=fields["status"],  # type: ignore[arg-type]
-        seq=int(fields["seq"]),
-        opened_ms=int(fields["opened_ms"]),
-        notified_ms=int(fields["notified_ms"]),
-        last_seen_ms=int(fields["last_seen_ms"]),
-        resolved_ms=int(fields["resolved_ms"]) if "resolved_ms" in fields else None,
-        providers=_csv(fields.get("providers")),
-        targets=_csv(fields.get("targets")),
-        deliveries=deliveries,
-        leases=leases,
+    return Incident.model_validate(
+        {
+            **{f: fields[f] for f in _PLAIN_FIELDS if f in fields},
+            "key": fields.get("key") or None,
+            "labels": json.loads(fields.get("labels") or "{}"),
+            "details": json.loads(fields.get("details") or "{}"),
+            "providers": _csv(fields.get("providers")),
+            "targets": _csv(fields.get("targets")),
+            "deliveries": deliveries,
+            "leases": leases,
+        }
     )
 
 
@@ -415,7 +425,7 @@ class Incidents:
                     ",".join(names),
                 ],
             )
-        return OpenDecision(send=str(why) != "quiet", seq=int(seq), why=str(why))  # type: ignore[arg-type]
+        return OpenDecision.model_validate({"send": why != "quiet", "seq": seq, "why": why})
 
     def resolve(self, dedup_key: str, *, now_ms: int | None = None) -> Incident | None:
         """Close an open incident: the incident (status resolved, `providers` = where the
@@ -433,7 +443,7 @@ class Incidents:
         redis_key = self._keys.incident(dedup_key)
         with translate_errors(self._where, f"read incident {redis_key}"):
             fields = self._client.hgetall(redis_key)
-        return _parse(fields) if fields else None
+        return _parse({str(k): str(v) for k, v in fields.items()}) if fields else None
 
     def list_open(self, gateway: str | None = None) -> list[Incident]:
         """Open incidents (of one gateway), oldest first; for `lane-supervisor incidents`."""
@@ -459,7 +469,8 @@ class Incidents:
             gone = [k for k, row in zip(dedup_keys, rows, strict=True) if not row]
             if gone:  # expired by TTL: drop them from the index
                 self._client.zrem(index, *gone)
-        return [i for i in (_parse(r) for r in rows if r) if i is not None]
+        parsed = (_parse({str(k): str(v) for k, v in row.items()}) for row in rows if row)
+        return [i for i in parsed if i is not None]
 
     # -- deliveries ------------------------------------------------------------------------
 
@@ -530,7 +541,7 @@ class Incidents:
     ) -> list[tuple[Incident, str]]:
         """(incident, provider) pairs whose current notification should be sent now."""
         now = _now_ms() if now_ms is None else now_ms
-        out = []
+        out: list[tuple[Incident, str]] = []
         for incident in (*self.list_open(), *self.list_resolving()):
             out.extend((incident, p) for p in incident.pending(now, grace_ms=grace_ms))
         return out

@@ -35,7 +35,7 @@ from supervisor.escalation.models import (
 
 #: Alertmanager's endsAt of an alert still firing (Go's zero time)
 ZERO_TIME = "0001-01-01T00:00:00Z"
-ALERTNAMES = {
+ALERTNAMES: dict[str, str] = {
     Kind.STUCK: "LaneSessionStuck",
     Kind.ESCALATED: "LaneSessionEscalated",
     Kind.UNREACHABLE: "GatewayUnreachable",

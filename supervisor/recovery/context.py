@@ -29,7 +29,13 @@ class Pager(Protocol):
     """Where escalations and their resolutions go (the paging layer, or a recorder in tests)."""
 
     def trigger(
-        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+        self,
+        dedup_key: str,
+        *,
+        gateway: str,
+        key: str | None,
+        kind: str,
+        details: dict[str, object],
     ) -> None: ...
 
     def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None: ...
@@ -39,7 +45,13 @@ class AuditOnlyPager:
     """A pager that pages nobody: escalations are in the audit stream only."""
 
     def trigger(
-        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+        self,
+        dedup_key: str,
+        *,
+        gateway: str,
+        key: str | None,
+        kind: str,
+        details: dict[str, object],
     ) -> None:
         log.warning("escalation %s (%s) recorded; no paging provider configured", dedup_key, kind)
 
@@ -67,7 +79,9 @@ class FleetSource:
             except OSError as exc:
                 if self._fleet is not None:
                     return self._fleet  # keep supervising with what we know
-                raise ConfigError(f"{self.path}: cannot read the fleet file: {exc.strerror}") from None
+                raise ConfigError(
+                    f"{self.path}: cannot read the fleet file: {exc.strerror}"
+                ) from None
             if self._fleet is None or mtime != self._mtime:
                 try:
                     self._fleet = load_fleet(self.path)

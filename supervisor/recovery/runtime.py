@@ -113,9 +113,12 @@ def run_ladder(engine: Engine, gateway: str) -> list[StepResult]:
     if out.report.error:
         actions.append(
             StepResult(
-                gateway=gateway, key=None, step="scan", outcome="gateway_error",
+                gateway=gateway,
+                key=None,
+                step="scan",
+                outcome="gateway_error",
                 detail=out.report.error,
-            )  # fmt: skip
+            )
         )
     return actions
 

@@ -15,9 +15,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from supervisor.core.backoff import backoff_seed
 from supervisor.core.detect import Verdict, VerdictKind
 from supervisor.core.ladder import Decision, Episode, Step, decide, next_not_before
-from supervisor.core.backoff import backoff_seed
 from supervisor.fleet import GatewaySpec
 from supervisor.recovery.context import Engine
 from supervisor.recovery.models import AttemptRef, NextStep, StepResult
@@ -156,9 +156,11 @@ class Scanner:
         by_key = {v.key: v for v in scan.verdicts}
         for key, episode in open_episodes.items():
             now = by_key.get(key)
-            if now is not None and now.kind not in HEALTHY:
-                if now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN:
-                    continue
+            unhealthy = now is not None and now.kind not in HEALTHY
+            if unhealthy and now is not None and (
+                now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN
+            ):
+                continue
             why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
             if self.engine.store.leases.holder(name, key) is not None and now is not None:
                 continue  # an attempt is running; its verify step closes the episode
@@ -207,7 +209,13 @@ class Scanner:
     # -- one session ---------------------------------------------------------------------------
 
     def _decide(
-        self, spec: GatewaySpec, verdict: Verdict, *, new_boot: bool, dry_run: bool, out: ScanOutcome
+        self,
+        spec: GatewaySpec,
+        verdict: Verdict,
+        *,
+        new_boot: bool,
+        dry_run: bool,
+        out: ScanOutcome,
     ) -> None:
         engine = self.engine
         store = engine.store
@@ -246,7 +254,10 @@ class Scanner:
                 sid,
                 now_ms=now_ms,
                 next_not_before_ms=next_not_before(
-                    attempt, now_ms=now_ms, policy=spec.policy, seed=backoff_seed(name, key, attempt)
+                    attempt,
+                    now_ms=now_ms,
+                    policy=spec.policy,
+                    seed=backoff_seed(name, key, attempt),
                 ),
             )
             store.episodes.open(
@@ -275,4 +286,3 @@ class Scanner:
             dry_run=dry_run or None,
         )
         out.starts.append(NextStep(step=Step.ABORT, ref=ref))
-

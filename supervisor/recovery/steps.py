@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from supervisor.core.detect import Verdict, VerdictKind, classify
 from supervisor.core.ladder import Binding, Step, compare
@@ -85,7 +86,7 @@ class Steps:
 
     def run(self, step: Step, ref: AttemptRef) -> StepResult:
         started = time.perf_counter()
-        handlers: dict[Step, Callable[[AttemptRef], Awaitable[StepResult]]] = {
+        handlers: dict[Step, Callable[[AttemptRef], Coroutine[Any, Any, StepResult]]] = {
             Step.ABORT: self._abort,
             Step.RESET: self._reset,
             Step.VERIFY: self._verify,
@@ -184,8 +185,7 @@ class Steps:
         if binding is Binding.CHANGED:
             raise _Stop(
                 "changed",
-                f"the session changed since detection ({now.kind.value}: {now.reason}); "
-                "not acting",
+                f"the session changed since detection ({now.kind.value}: {now.reason}); not acting",
             )
         engine = self.engine
         if not ref.dry_run:

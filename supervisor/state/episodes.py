@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from pydantic import BaseModel, ConfigDict
+from redis.typing import EncodableT, FieldT
 
 from supervisor.state.connection import describe, translate_errors
 from supervisor.state.keys import Keys
@@ -73,11 +74,11 @@ class Episodes:
         """Session key -> open episode, for one gateway (one HGETALL)."""
         redis_key = self._keys.active(gateway)
         with translate_errors(self._where, f"read {redis_key}"):
-            raw: dict[str, str] = self._client.hgetall(redis_key)
+            raw = self._client.hgetall(redis_key)
         out: dict[str, OpenEpisode] = {}
         for key, value in raw.items():
             try:
-                out[key] = OpenEpisode.model_validate_json(value)
+                out[str(key)] = OpenEpisode.model_validate_json(str(value))
             except ValueError:
                 continue  # a foreign or older value: skip it rather than stop the scan
         return out
@@ -106,13 +107,13 @@ class Episodes:
     def gateway_state(self, gateway: str) -> GatewayState:
         redis_key = self._keys.gateway_state(gateway)
         with translate_errors(self._where, f"read {redis_key}"):
-            raw: dict[str, str] = self._client.hgetall(redis_key)
+            raw = self._client.hgetall(redis_key)
         data: dict[str, Any] = {}
         for name, value in raw.items():
             try:
-                data[name] = json.loads(value)
+                data[str(name)] = json.loads(value)
             except ValueError:
-                data[name] = value
+                data[str(name)] = value
         try:
             return GatewayState.model_validate(data)
         except ValueError:
@@ -121,7 +122,7 @@ class Episodes:
     def update_gateway(self, gateway: str, **fields: Any) -> None:
         """Set some fields of the gateway's state (values stored as JSON)."""
         redis_key = self._keys.gateway_state(gateway)
-        mapping = {name: json.dumps(value) for name, value in fields.items()}
+        mapping: dict[FieldT, EncodableT] = {name: json.dumps(v) for name, v in fields.items()}
         with translate_errors(self._where, f"write {redis_key}"):
             self._client.hset(redis_key, mapping=mapping)
 

@@ -49,9 +49,7 @@ def test_heal_json_clears_zombies_only(sim: SimulatorServer, tmp_path: Path) -> 
         assert (gw, "agent:main:zombie", "verify", "healed") in done
         assert sim.gateways[gw].mutation_count("agent:main:hung") == 0
         assert sim.gateways[gw].mutation_count("agent:main:done") == 0
-    after = {
-        (g["name"], s["key"]): s["verdict"] for g in doc["gateways"] for s in g["sessions"]
-    }
+    after = {(g["name"], s["key"]): s["verdict"] for g in doc["gateways"] for s in g["sessions"]}
     assert after[("new", "agent:main:zombie")] == "idle"
     assert after[("old", "agent:main:zombie")] == "idle"
     assert after[("new", "agent:main:hung")] == "live"

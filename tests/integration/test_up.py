@@ -41,7 +41,9 @@ def flower_tasks(port: int, auth: tuple[str, str]) -> dict[str, Any]:
 def healed_in_flower(port: int, auth: tuple[str, str]) -> set[tuple[str, str]]:
     healed = set()
     for task in flower_tasks(port, auth).values():
-        if task.get("name") == "supervisor.verify_session" and "'healed'" in str(task.get("result")):
+        if task.get("name") == "supervisor.verify_session" and "'healed'" in str(
+            task.get("result")
+        ):
             kwargs = str(task.get("kwargs"))
             for gw, key in DEMO_ZOMBIES:
                 if f"'{gw}'" in kwargs and f"'{key}'" in kwargs:
@@ -71,7 +73,7 @@ def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: P
         assert healed
         took = time.monotonic() - started
         tasks = flower_tasks(port, auth)
-        assert STEP_TASKS <= {t.get("name") for t in tasks.values()}
+        assert {t.get("name") for t in tasks.values()} >= STEP_TASKS
         # unauthenticated: refused
         assert httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).status_code == 401
         # the durable record, read while up runs (it reuses up's embedded Redis)
@@ -81,9 +83,9 @@ def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: P
         )  # fmt: skip
         assert audit.returncode == 0, audit.stderr
         records = json.loads(audit.stdout)["records"]
-        assert DEMO_ZOMBIES <= {
+        assert {
             (r["gateway"], r["key"]) for r in records if r["outcome"] == "healed"
-        }
+        } >= DEMO_ZOMBIES
         up.send_signal(signal.SIGTERM)
         assert up.wait(30) == 0
     text = log.read_text()

@@ -19,8 +19,7 @@ pytestmark = pytest.mark.integration
 
 def gateway_block(sim: SimulatorServer, name: str, extra: str = "") -> str:
     return (
-        f'[[gateways]]\nname = "{name}"\nurl = "{sim.url(name)}"\n'
-        f'token_file = "token"\n{extra}\n'
+        f'[[gateways]]\nname = "{name}"\nurl = "{sim.url(name)}"\ntoken_file = "token"\n{extra}\n'
     )
 
 

@@ -26,7 +26,13 @@ class RecordingPager:
     resolves: list[str] = field(default_factory=list)
 
     def trigger(
-        self, dedup_key: str, *, gateway: str, key: str | None, kind: str, details: dict[str, object]
+        self,
+        dedup_key: str,
+        *,
+        gateway: str,
+        key: str | None,
+        kind: str,
+        details: dict[str, object],
     ) -> None:
         self.triggers.append((dedup_key, kind))
 
@@ -83,7 +89,5 @@ class Rig:
 
 
 @pytest.fixture
-def rig(
-    sim: SimulatorServer, store: StateStore, identity: DeviceIdentity, tmp_path: Path
-) -> Rig:
+def rig(sim: SimulatorServer, store: StateStore, identity: DeviceIdentity, tmp_path: Path) -> Rig:
     return Rig(sim=sim, store=store, identity=identity, directory=tmp_path / "fleet")

@@ -54,14 +54,18 @@ def test_2026_9_6_reset_is_bound_to_the_session_id(rig: Rig) -> None:
     gw.add_zombie("agent:main:z")
     run_ladder(rig.engine(), "gw")
     reset = [m for m in gw.mutations if m.method == "sessions.reset"]
-    assert reset and reset[0].params.get("expectedSessionId") == gw.sessions["agent:main:z"].session_id
+    assert (
+        reset and reset[0].params.get("expectedSessionId") == gw.sessions["agent:main:z"].session_id
+    )
 
 
 def test_live_overdue_on_2026_9_6_is_aborted_once(rig: Rig) -> None:
     gw = rig.gateway("gw", "2026.9.6")
     gw.add_live("agent:main:hung", age_s=600)
     gw.add_live("agent:research:long", age_s=600)
-    actions = run_ladder(rig.engine('lane_timeout = "5m"\nlane_timeouts = { "agent:research:*" = "6h" }\n'), "gw")
+    actions = run_ladder(
+        rig.engine('lane_timeout = "5m"\nlane_timeouts = { "agent:research:*" = "6h" }\n'), "gw"
+    )
     assert ("agent:main:hung", "abort", "aborted") in outcomes(actions)
     assert ("agent:main:hung", "verify", "healed") in outcomes(actions)
     assert gw.sessions["agent:main:hung"].status == "killed"
@@ -93,7 +97,9 @@ def test_dry_run_sends_nothing_and_audits_what_it_would_do(rig: Rig, version: st
     assert ("agent:main:z", "abort", "would_abort") in outcomes(actions)
     assert ("agent:main:z", "reset", "would_reset") in outcomes(actions)
     assert gw.mutations == []
-    assert rig.store.attempts.get("gw", "agent:main:z", gw.sessions["agent:main:z"].session_id) is None
+    assert (
+        rig.store.attempts.get("gw", "agent:main:z", gw.sessions["agent:main:z"].session_id) is None
+    )
     assert any(r.dry_run and r.outcome == "would_reset" for r in rig.store.audit.read(100))
     # per gateway too
     assert run_ladder(rig.engine("dry_run = true\n"), "gw") and gw.mutations == []
@@ -189,7 +195,9 @@ def test_a_session_that_changed_after_detection_is_left_alone(rig: Rig) -> None:
     engine = rig.engine()
     (first,) = Scanner(engine).scan("gw").starts
     # a new message arrives before the abort: on 2026.3.24 it runs at once (a new startedAt)
-    rig.sim.call(gw.handle, "sessions.send", {"key": "agent:main:z", "message": "hi"}, ["operator.write"])
+    rig.sim.call(
+        gw.handle, "sessions.send", {"key": "agent:main:z", "message": "hi"}, ["operator.write"]
+    )
     result = Steps(engine).run(first.step, first.ref)
     assert result.outcome == "changed"
     assert gw.mutation_count("agent:main:z", "sessions.abort") == 0
@@ -234,7 +242,9 @@ def test_unreachable_gateway_escalates_once_and_resolves(rig: Rig) -> None:
 def test_boot_grace_leaves_a_fresh_boot_to_the_gateway(rig: Rig) -> None:
     gw = rig.gateway("gw", "2026.3.24", uptime_s=10)
     gw.add_zombie("agent:main:z")
-    assert (None, "scan", "boot_grace") in outcomes(run_ladder(rig.engine('boot_grace = "5m"\n'), "gw"))
+    assert (None, "scan", "boot_grace") in outcomes(
+        run_ladder(rig.engine('boot_grace = "5m"\n'), "gw")
+    )
     assert gw.mutations == []
 
 
