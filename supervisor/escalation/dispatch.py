@@ -113,10 +113,10 @@ def deliver(
     """Send `event` to one provider; every failure comes back as a result, none is raised."""
     event = with_severity(event, config)
 
-    def failed(reason: str) -> DeliveryResult:
+    def failed(reason: str, status: DeliveryStatus = DeliveryStatus.PERMANENT) -> DeliveryResult:
         return DeliveryResult(
             provider=provider_name,
-            status=DeliveryStatus.PERMANENT,
+            status=status,
             action=event.action,
             dedup_key=event.dedup_key,
             route=route,
@@ -130,10 +130,12 @@ def deliver(
     try:
         with factory(provider_name, config) as notifier:
             result = notifier.send(event)
-    except Exception as exc:  # a provider bug must cost its own delivery only
+    except Exception as exc:
+        # a provider bug costs its own delivery only; retryable, because the same exception
+        # class also covers a task's time limit firing mid-send (the caller caps redeliveries)
         text = redact(f"{type(exc).__name__}: {exc}", secrets_of(provider))
         log.error("%s: %s %s crashed: %s", provider_name, event.action, event.dedup_key, text)
-        return failed(f"internal error ({type(exc).__name__})")
+        return failed(f"internal error ({type(exc).__name__})", DeliveryStatus.RETRYABLE)
     return result if route is None else result.model_copy(update={"route": route})
 
 

@@ -439,6 +439,12 @@ class Incidents:
             )
         return None if not flat else _parse(_pairs(flat))
 
+    def touch(self, dedup_key: str) -> bool:
+        """Renew an incident's TTL without notifying (it is still there, but silenced)."""
+        redis_key = self._keys.incident(dedup_key)
+        with translate_errors(self._where, f"touch incident {redis_key}"):
+            return bool(self._client.expire(redis_key, self._open_ttl_s))
+
     def get(self, dedup_key: str) -> Incident | None:
         redis_key = self._keys.incident(dedup_key)
         with translate_errors(self._where, f"read incident {redis_key}"):

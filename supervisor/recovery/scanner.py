@@ -157,8 +157,10 @@ class Scanner:
         for key, episode in open_episodes.items():
             now = by_key.get(key)
             unhealthy = now is not None and now.kind not in HEALTHY
-            if unhealthy and now is not None and (
-                now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN
+            if (
+                unhealthy
+                and now is not None
+                and (now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN)
             ):
                 continue
             why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
