@@ -388,7 +388,7 @@ def _provider(
         if "secret_headers" in raw:
             raise FleetFileError(path, "unknown key (use headers_env)", field="secret_headers")
         env_headers = raw.get("headers_env") or {}
-        if isinstance(env_headers, dict):
+        if kind == "webhook" and isinstance(env_headers, dict):
             data["secret_headers"] = {
                 header: SecretStr(_read_env(path, "headers_env", str(var), environ))
                 for header, var in env_headers.items()
@@ -412,6 +412,38 @@ def _provider(
         loc, message = _problem(exc)
         raise FleetFileError(path, message, field=f"{base}.{loc}") from None
     return provider
+
+
+def _check_routes(
+    path: str, routes: list[dict[str, Any]], default: object, providers: Mapping[str, object]
+) -> None:
+    """Route names unique, providers known, a default route: located to the route's field.
+
+    (`PagingConfig` checks the same, but a model validator cannot say where.)
+    """
+    seen: set[str] = set()
+    for index, route in enumerate(routes):
+        where = f"paging.routes[{index}]"
+        name = route.get("name")
+        if isinstance(name, str) and name in seen:
+            raise FleetFileError(path, f"duplicate route name {name!r}", field=f"{where}.name")
+        seen.add(str(name))
+        _check_providers(path, route.get("providers"), providers, f"{where}.providers")
+    if isinstance(default, dict):
+        names = default.get("providers")
+        _check_providers(path, names, providers, "paging.default_route.providers")
+    elif providers:
+        raise FleetFileError(
+            path,
+            "required once a provider is defined (providers = [] drops what no route matches)",
+            field="paging.default_route",
+        )
+
+
+def _check_providers(path: str, names: object, known: Mapping[str, object], field: str) -> None:
+    for name in names if isinstance(names, list) else ():
+        if isinstance(name, str) and name not in known:
+            raise FleetFileError(path, f"unknown provider {name!r}", field=field)
 
 
 def parse_paging(raw: object, path: str, environ: Mapping[str, str] | None = None) -> PagingConfig:
@@ -446,6 +478,7 @@ def parse_paging(raw: object, path: str, environ: Mapping[str, str] | None = Non
         raise FleetFileError(
             path, "must be an array of tables ([[paging.routes]])", field="paging.routes"
         )
+    _check_routes(path, routes, default_route, providers)
     data = {**raw, "providers": providers, "default_route": default_route}
     if default_route is None:
         data.pop("default_route")

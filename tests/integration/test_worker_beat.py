@@ -10,11 +10,13 @@ import pytest
 
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.simulator import SimGateway, SimulatorServer, Version
-from supervisor.simulator.demo import DEMO_TOKEN
 from supervisor.state import StateStore
 from tests.integration.procs import base_env, celery, process, wait_for
 
 pytestmark = pytest.mark.integration
+
+#: a canary: it must never reach the broker, the results, the audit, the AOF or the logs
+TOKEN = "canary-gw-token-worker-91b2"
 
 
 def gateway_block(sim: SimulatorServer, name: str, extra: str = "") -> str:
@@ -33,17 +35,17 @@ def test_worker_and_beat_heal_zombies_once_and_follow_the_fleet_file(
     tmp_path: Path, redis: EmbeddedRedis
 ) -> None:
     sim = SimulatorServer()
-    a = sim.add(SimGateway("a", version=Version.V2026_9_6, token=DEMO_TOKEN))
+    a = sim.add(SimGateway("a", version=Version.V2026_9_6, token=TOKEN))
     a.add_zombie("agent:main:z1")
     a.add_zombie("agent:main:z2")
     a.add_live("agent:main:live", age_s=600)
     a.add_idle("agent:main:done")
-    b = sim.add(SimGateway("b", version=Version.V2026_3_24, token=DEMO_TOKEN))
+    b = sim.add(SimGateway("b", version=Version.V2026_3_24, token=TOKEN))
     b.add_zombie("agent:main:z")
-    c = sim.add(SimGateway("c", version=Version.V2026_3_24, token=DEMO_TOKEN))
+    c = sim.add(SimGateway("c", version=Version.V2026_3_24, token=TOKEN))
     c.add_zombie("agent:main:z")
     fleet = tmp_path / "fleet.toml"
-    (tmp_path / "token").write_text(DEMO_TOKEN)
+    (tmp_path / "token").write_text(TOKEN)
     header = '[defaults]\nscan_interval = "2s"\nstale_after = "0s"\n\n'
     with ExitStack() as stack:
         stack.enter_context(sim.running())
@@ -90,6 +92,18 @@ def test_worker_and_beat_heal_zombies_once_and_follow_the_fleet_file(
         # several more scans pass: nothing is done twice
         scans_before = a.calls.count("sessions.list")
         wait_for("more scans of a", lambda: a.calls.count("sessions.list") >= scans_before + 3, 20)
+        # b leaves the fleet file: its scan entry goes, without a restart
+        fleet.write_text(header + gateway_block(sim, "a") + gateway_block(sim, "c"))
+        wait_for(
+            "b's scan entry removed",
+            lambda: store.client.smembers("ls:beat:fleet-entries") == {"scan:a", "scan:c"},
+            15,
+        )
+        b_lists = b.calls.count("sessions.list")
+        wait_for(
+            "two more scans of a", lambda: a.calls.count("sessions.list") >= scans_before + 5, 20
+        )
+        assert b.calls.count("sessions.list") <= b_lists + 1  # at most one already in flight
     for key in ("agent:main:z1", "agent:main:z2"):
         assert a.mutation_count(key, "sessions.abort") == 1, a.mutations
         assert a.mutation_count(key, "sessions.reset") == 1, a.mutations
@@ -98,5 +112,9 @@ def test_worker_and_beat_heal_zombies_once_and_follow_the_fleet_file(
     assert b.mutations == []  # dry run
     assert c.mutation_count("agent:main:z", "sessions.reset") == 1
     records = StateStore.from_url(redis.url).audit.read(10_000)
+    for path in [*redis.data_dir.rglob("*"), *tmp_path.glob("*.log")]:
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), f"token leaked into {path}"
+
     healed_keys = {(r.gateway, r.key) for r in records if r.outcome == "healed"}
     assert {("a", "agent:main:z1"), ("a", "agent:main:z2"), ("c", "agent:main:z")} <= healed_keys
