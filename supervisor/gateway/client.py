@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 MIN_PROTOCOL = 3
 MAX_PROTOCOL = 4
 _MISSING_SCOPE = re.compile(r"missing scope:?\s*(operator\.[a-z]+)", re.I)
+#: rows asked for per later page of sessions.list (2026.9.6's first page is 100 by default)
+LIST_PAGE_SIZE = 200
+#: a gateway that keeps saying hasMore past this is broken (200,000 sessions at 200 a page)
+MAX_LIST_PAGES = 1000
 #: events read while waiting for one answer before we call the gateway broken
 _MAX_EVENTS_PER_WAIT = 10_000
 
@@ -361,12 +365,36 @@ class GatewayClient:
         return frame.get("payload")
 
     async def list_sessions(self) -> list[SessionRow | UnreadableRow]:
-        """Every session row; rows that cannot be read come back as `UnreadableRow`."""
-        payload = await self.call("sessions.list", {})
-        rows = payload.get("sessions") if isinstance(payload, dict) else payload
-        if not isinstance(rows, list):
-            raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
-        return [parse_row(raw) for raw in rows]
+        """Every session row, all pages; rows that cannot be read come back as `UnreadableRow`.
+
+        2026.9.6 answers at most 100 rows per call with `hasMore`/`nextOffset` (measured); a
+        later page is asked for with `limit` and `offset` only then, since 2026.3.24 pages
+        nothing. Rows are deduplicated by key across pages (the docs say to), first one wins.
+        """
+        params: dict[str, Any] = {}
+        seen: set[str] = set()
+        out: list[SessionRow | UnreadableRow] = []
+        for _ in range(MAX_LIST_PAGES):
+            payload = await self.call("sessions.list", params)
+            rows = payload.get("sessions") if isinstance(payload, dict) else payload
+            if not isinstance(rows, list):
+                raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
+            for raw in rows:
+                row = parse_row(raw)
+                if row.key is not None:
+                    if row.key in seen:
+                        continue
+                    seen.add(row.key)
+                out.append(row)
+            next_offset = payload.get("nextOffset") if isinstance(payload, dict) else None
+            if not (isinstance(payload, dict) and payload.get("hasMore")):
+                return out
+            if not isinstance(next_offset, int) or isinstance(next_offset, bool):
+                raise ProtocolError(self.name, "sessions.list says hasMore without a nextOffset")
+            if next_offset <= int(params.get("offset", 0)):
+                raise ProtocolError(self.name, "sessions.list nextOffset does not advance")
+            params = {"limit": LIST_PAGE_SIZE, "offset": next_offset}
+        raise ProtocolError(self.name, f"sessions.list has more than {MAX_LIST_PAGES} pages")
 
     async def verify_scopes(self, required: Iterable[str] = (READ_SCOPE,)) -> tuple[str, ...]:
         """Fail loudly when a needed scope is missing; returns the scopes known to be granted.

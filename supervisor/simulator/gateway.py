@@ -17,6 +17,8 @@ LIVE_CLIENTS = {("gateway-client", "backend"), ("cli", "cli")}
 MUTATING = {"sessions.abort", "sessions.reset", "sessions.send"}
 METHODS_3 = ["health", "sessions.list", "sessions.abort", "sessions.reset", "sessions.send"]
 METHODS_4 = [*METHODS_3, "sessions.get"]
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 1000
 
 
 class Version(StrEnum):
@@ -302,7 +304,26 @@ class SimGateway:
 
     def _list(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         rows = [self.row(s) for s in sorted(self.sessions.values(), key=lambda s: s.key)]
-        return {"ts": int(self.now_ms()), "count": len(rows), "sessions": rows}
+        if self.version is Version.V2026_3_24:
+            return {"ts": int(self.now_ms()), "count": len(rows), "sessions": rows}
+        # 2026.9.6 pages (measured): 100 rows unless `limit` says otherwise
+        limit = params.get("limit", LIST_DEFAULT_LIMIT)
+        offset = params.get("offset", 0)
+        if not isinstance(limit, int) or not isinstance(offset, int) or limit < 1 or offset < 0:
+            raise SimError("INVALID_REQUEST", "invalid params: limit/offset")
+        limit = min(limit, LIST_MAX_LIMIT)
+        page = rows[offset : offset + limit]
+        more = offset + limit < len(rows)
+        return {
+            "ts": int(self.now_ms()),
+            "count": len(page),
+            "sessions": page,
+            "limitApplied": limit,
+            "offset": offset,
+            "hasMore": more,
+            "nextOffset": offset + limit if more else None,
+            "totalCount": len(rows),
+        }
 
     def _get(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         return {"session": self.row(self._session(params, {"key"}))}

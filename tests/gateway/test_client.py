@@ -248,3 +248,18 @@ def test_identity_readable_by_others_is_refused(tmp_path: Path) -> None:
     os.chmod(key_file, 0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_or_create_identity(tmp_path)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_listing_pages_through_every_row(
+    sim: SimulatorServer, identity: DeviceIdentity, version: str
+) -> None:
+    gw = add(sim, version)
+    for i in range(250):
+        gw.add_idle(f"agent:main:s{i:03d}")
+    async with GatewayClient(spec_for(sim.url("gw")), identity) as client:
+        rows = await client.list_sessions()
+    keys = [r.key for r in rows]
+    assert len(keys) == 250 and len(set(keys)) == 250
+    # 2026.9.6 answers 100 rows first, then 200 a page as asked: two calls; 2026.3.24 one
+    assert gw.calls.count("sessions.list") == (2 if version == "2026.9.6" else 1)
