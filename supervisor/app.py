@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
+from supervisor.logs import setup_logging as configure_logging
 from supervisor.settings import get_settings
 
 VISIBILITY_TIMEOUT_S = 900
@@ -78,3 +80,10 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+@setup_logging.connect
+def _setup_logging(**_: object) -> None:
+    """Workers and beat log through our setup (JSON lines when SUPERVISOR_LOG_JSON is set)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)

@@ -222,9 +222,35 @@ def up(fleet: FleetOption = None) -> int:
         err.print(f"flower: {plan.flower_url}  (user {plan.flower_user})", highlight=False)
         if plan.password_generated:
             err.print(f"flower password (shown once): {plan.flower_password}", highlight=False)
+        err.print(f"metrics: {plan.metrics_url}  (same password)", highlight=False)
         err.print("audit:  lane-supervisor audit   (Ctrl-C stops everything)", highlight=False)
 
     return run_up(Settings(), fleet, announce=announce)
+
+
+@app.command()
+def metrics() -> int:
+    """Serve Prometheus /metrics for every worker process (PROMETHEUS_MULTIPROC_DIR), basic auth.
+
+    Listens on SUPERVISOR_METRICS_ADDRESS:SUPERVISOR_METRICS_PORT (default 127.0.0.1:9808);
+    needs SUPERVISOR_METRICS_PASSWORD. SIGTERM or Ctrl-C stops it.
+    """
+    from supervisor.exporter import serve
+
+    settings = Settings()
+    if settings.metrics_password is None:
+        raise ConfigError("set SUPERVISOR_METRICS_PASSWORD: /metrics is served with basic auth")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            settings.metrics_address,
+            settings.metrics_port,
+            settings.metrics_user,
+            settings.metrics_password.get_secret_value(),
+            stop=stop,
+        )
+    return 0
 
 
 @app.command()

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         None,
         description="Flower basic-auth password; unset: `up` generates one and prints it once.",
     )
+    metrics_address: str = Field(
+        "127.0.0.1", description="Address `lane-supervisor metrics` listens on."
+    )
+    metrics_port: int = Field(9808, ge=1, le=65535, description="Port of /metrics.")
+    metrics_user: str = Field("metrics", description="Basic-auth user of /metrics.")
+    metrics_password: SecretStr | None = Field(
+        None,
+        description="Basic-auth password of /metrics; `metrics` refuses to start without one "
+        "(`up` uses Flower's).",
+    )
     worker_concurrency: int = Field(
         2, ge=1, description="Worker processes started by `up` (prefork pool size)."
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class Plan:
     flower_user: str
     flower_password: str
     password_generated: bool
+    metrics_url: str
 
 
 def celery_command(*args: str) -> list[str]:
@@ -64,6 +66,7 @@ def child_commands(settings: Settings) -> dict[str, list[str]]:
             f"--address={settings.flower_address}",
             f"--port={settings.flower_port}",
         ),
+        "metrics": [sys.executable, "-m", "supervisor", "metrics"],
     }
 
 
@@ -143,13 +146,18 @@ def run_up(
                 flower_user=settings.flower_user,
                 flower_password=password,
                 password_generated=generated,
+                metrics_url=f"http://{settings.metrics_address}:{settings.metrics_port}/metrics",
             )
+            metrics_dir = settings.state_dir / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # samples of dead processes go
+            metrics_dir.mkdir(parents=True)
             env = {
                 **os.environ,
                 "SUPERVISOR_REDIS_URL": url,
                 "SUPERVISOR_FLEET": str(fleet_path.resolve()),
                 "SUPERVISOR_STATE_DIR": str(settings.state_dir.resolve()),
                 "FLOWER_BASIC_AUTH": f"{settings.flower_user}:{password}",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
             }
             # the children need neither the password in their own settings nor a .env file
             env.pop("SUPERVISOR_FLOWER_PASSWORD", None)
@@ -157,6 +165,8 @@ def run_up(
             try:
                 for name, argv in child_commands(settings).items():
                     child_env = env if name == "flower" else _without_flower_auth(env)
+                    if name == "metrics" and settings.metrics_password is None:
+                        child_env = {**child_env, "SUPERVISOR_METRICS_PASSWORD": password}
                     children[name] = subprocess.Popen(
                         argv, env=child_env, stdin=subprocess.DEVNULL, start_new_session=True
                     )

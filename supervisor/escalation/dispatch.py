@@ -123,9 +123,7 @@ def deliver(
             reason=reason,
         )
 
-    try:
-        provider = config.provider(provider_name)
-    except KeyError:
+    if provider_name not in config.providers:
         return failed("the provider is not (or no longer) in the [paging] configuration")
     try:
         with factory(provider_name, config) as notifier:
@@ -133,7 +131,8 @@ def deliver(
     except Exception as exc:
         # a provider bug costs its own delivery only; retryable, because the same exception
         # class also covers a task's time limit firing mid-send (the caller caps redeliveries)
-        text = redact(f"{type(exc).__name__}: {exc}", secrets_of(provider))
+        secrets = [s for p in config.providers.values() for s in secrets_of(p)]
+        text = redact(f"{type(exc).__name__}: {exc}", secrets)
         log.error("%s: %s %s crashed: %s", provider_name, event.action, event.dedup_key, text)
         return failed(f"internal error ({type(exc).__name__})", DeliveryStatus.RETRYABLE)
     return result if route is None else result.model_copy(update={"route": route})

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from supervisor import metrics
 from supervisor.core.backoff import backoff_seed
 from supervisor.core.detect import Verdict, VerdictKind
 from supervisor.core.ladder import Decision, Episode, Step, decide, next_not_before
@@ -53,10 +54,15 @@ class Scanner:
             StepResult(gateway=gateway, key=key, step=step, outcome=outcome, detail=detail)
         )
         self.engine.audit(gateway=gateway, key=key, step=step, outcome=outcome, detail=detail)
+        log.info(
+            "%s %s: %s (%s)", gateway, step, outcome, detail,
+            extra={"gateway": gateway, "key": key, "step": step, "outcome": outcome},
+        )  # fmt: skip
 
     def scan(self, gateway: str) -> ScanOutcome:
         spec = self.engine.spec(gateway)
         report, scan = asyncio.run(look(spec, self.engine.identity))
+        metrics.scanned(report)
         out = ScanOutcome(report=report)
         state = self.engine.store.episodes.gateway_state(gateway)
         if scan is None:
@@ -81,6 +87,8 @@ class Scanner:
         )
         if failures >= spec.policy.unreachable_after and not state.unreachable_open:
             engine.store.episodes.update_gateway(spec.name, unreachable_open=True)
+            metrics.escalated("gateway_unreachable")
+            metrics.breaker(spec.name, "unreachable", is_open=True)
             self._act(
                 out, spec.name, None, "escalate", "gateway_unreachable",
                 f"{failures} failed scan(s): {report.error}",
@@ -102,6 +110,7 @@ class Scanner:
         new_boot = state.boot_marker is not None and marker != state.boot_marker
         counts = Counter(v.kind.value for v in scan.verdicts)
         updates: dict[str, object] = {
+            "protocol": scan.hello.protocol,
             "last_scan_ms": int(engine.now_ms()),
             "counts": dict(counts),
             "failures": 0,
@@ -114,6 +123,8 @@ class Scanner:
             updates["unreachable_open"] = False
         engine.store.episodes.update_gateway(name, **updates)
         if state.unreachable_open:
+            metrics.resolved("gateway_unreachable")
+            metrics.breaker(name, "unreachable", is_open=False)
             self._act(out, name, None, "resolve", "gateway_reachable", "scans succeed again")
             engine.pager.resolve(name, gateway=name, key=None)
         if new_boot:
@@ -186,6 +197,7 @@ class Scanner:
         )
         engine = self.engine
         name = spec.name
+        metrics.breaker(name, "zombies", is_open=is_open)
         if is_open and not state.breaker_open:
             engine.store.episodes.update_gateway(name, breaker_open=True)
             detail = (
@@ -193,6 +205,7 @@ class Scanner:
                 f"{policy.zombie_breaker_share:.0%}): suspecting a bug, acting on none"
             )
             self._act(out, name, None, "escalate", "breaker_open", detail)
+            metrics.escalated("breaker_open")
             engine.pager.trigger(
                 name,
                 gateway=name,
@@ -203,6 +216,7 @@ class Scanner:
         elif not is_open and state.breaker_open:
             engine.store.episodes.update_gateway(name, breaker_open=False)
             self._act(out, name, None, "resolve", "breaker_closed", f"{zombies} zombie(s) now")
+            metrics.resolved("breaker_open")
             engine.pager.resolve(name, gateway=name, key=None)
         elif is_open:
             self._act(out, name, None, "scan", "breaker_open", f"{zombies} of {total} zombies")
@@ -246,6 +260,7 @@ class Scanner:
             name, key, engine.owner_prefix + recovery_id, engine.lease_ttl_ms
         )
         if lease is None:
+            metrics.lease_conflict()
             self._act(out, name, key, "scan", "lease_busy", "another worker is acting on it")
             return
         attempt = episode.attempts + 1

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from supervisor import metrics
 from supervisor.core.detect import Verdict, VerdictKind, classify
 from supervisor.core.ladder import Binding, Step, compare
 from supervisor.errors import (
@@ -134,8 +135,15 @@ class Steps:
             step.value,
             result.outcome,
             result.detail,
-            extra={"gateway": ref.gateway, "key": ref.key, "step": step.value},
+            extra={
+                "gateway": ref.gateway,
+                "key": ref.key,
+                "step": step.value,
+                "recovery_id": ref.recovery_id,
+                "outcome": result.outcome,
+            },
         )
+        metrics.action(step.value, result.outcome)
         return result
 
     def _result(
@@ -325,12 +333,16 @@ class Steps:
         store = self.engine.store
         was_escalated = False
         if session_id is not None:
+            state = store.attempts.get(gateway, key, session_id)
+            if state is not None:
+                metrics.healed((self.engine.now_ms() - state.first_seen_ms) / 1000)
             store.attempts.clear(gateway, key, session_id)
             was_escalated = store.attempts.clear_escalation(gateway, key, session_id)
         store.episodes.close(gateway, key)
         if ref is not None:
             self._release(ref)
         if was_escalated:
+            metrics.resolved("session")
             self.engine.pager.resolve(session_dedup_key(gateway, key), gateway=gateway, key=key)
         return was_escalated
 
@@ -361,6 +373,7 @@ class Steps:
                 recovery_id=ref.recovery_id,
             ),
         )
+        metrics.escalated("session")
         engine.pager.trigger(
             session_dedup_key(ref.gateway, ref.key),
             gateway=ref.gateway,

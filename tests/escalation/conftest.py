@@ -19,6 +19,7 @@ import pytest
 
 from supervisor.escalation.config import PagingConfig, parse_paging
 from supervisor.escalation.incidents import Incidents
+from supervisor.escalation.models import IncidentEvent
 from supervisor.state.connection import make_client
 from supervisor.state.keys import Keys
 from tests.state.conftest import prefix, redis_server, redis_url
@@ -195,3 +196,45 @@ def incidents(redis_url: str, prefix: str) -> Iterator[Incidents]:
         if found:
             client.delete(*found)
         client.close()
+
+
+T0 = 1_764_000_000_000  # ms, 2025-11-24
+
+
+def make_event(**overrides: Any) -> IncidentEvent:
+    """An escalated session on a prod gateway, as the engine reports it."""
+    fields: dict[str, Any] = {
+        "dedup_key": "prod-1/agent:main:telegram:group:-100",
+        "gateway": "prod-1",
+        "key": "agent:main:telegram:group:-100",
+        "kind": "escalated",
+        "severity": "error",
+        "labels": {"env": "prod"},
+        "details": {"age_s": 1500, "attempts": 3, "last_error": "sessions.reset: timeout"},
+        "started_ms": T0,
+        "ts_ms": T0 + 1000,
+    }
+    fields.update(overrides)
+    return IncidentEvent.model_validate(fields)
+
+
+class Sleeps(list[float]):
+    """An injectable sleep that records the waits instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when someone sleeps on it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

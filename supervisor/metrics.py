@@ -1,0 +1,122 @@
+"""Prometheus series, all under `lane_supervisor_`, recorded by scans and steps, never raising.
+
+Label policy as openclaw's own exporter: gateway names, verdicts, steps, outcomes and kinds,
+never session keys, session ids or run ids (unbounded cardinality).
+
+Prefork workers: with `PROMETHEUS_MULTIPROC_DIR` set (`up` and compose set it) every process
+writes its samples to files there, and `lane-supervisor metrics` serves them all through
+prometheus-client's `MultiProcessCollector`. Without it, the series live in this process only
+(the `heal` command, tests).
+
+| series | type | labels |
+|---|---|---|
+| lane_supervisor_scans_total | counter | gateway, outcome (ok, error) |
+| lane_supervisor_scan_duration_seconds | histogram | gateway |
+| lane_supervisor_sessions | gauge | gateway, verdict |
+| lane_supervisor_actions_total | counter | step, outcome |
+| lane_supervisor_time_to_heal_seconds | histogram | |
+| lane_supervisor_escalations_total | counter | kind |
+| lane_supervisor_resolves_total | counter | kind |
+| lane_supervisor_breaker_open | gauge | gateway, breaker (unreachable, zombies) |
+| lane_supervisor_lease_conflicts_total | counter | |
+| lane_supervisor_gateway_errors_total | counter | gateway, kind |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from supervisor.scan import GatewayReport
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+PREFIX = "lane_supervisor"
+VERDICTS = ("idle", "live", "live_overdue", "zombie", "zombie_pending", "held", "unknown")
+
+SCANS = Counter(f"{PREFIX}_scans", "Gateway scans", ["gateway", "outcome"])
+SCAN_SECONDS = Histogram(
+    f"{PREFIX}_scan_duration_seconds", "Time to connect, list and classify", ["gateway"]
+)
+SESSIONS = Gauge(
+    f"{PREFIX}_sessions",
+    "Sessions by verdict at the last scan",
+    ["gateway", "verdict"],
+    multiprocess_mode="mostrecent",
+)
+ACTIONS = Counter(f"{PREFIX}_actions", "Recovery steps by outcome", ["step", "outcome"])
+TIME_TO_HEAL = Histogram(
+    f"{PREFIX}_time_to_heal_seconds",
+    "From the first attempt on a session to its verified heal",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200, 21600, 86400),
+)
+ESCALATIONS = Counter(f"{PREFIX}_escalations", "Escalations opened", ["kind"])
+RESOLVES = Counter(f"{PREFIX}_resolves", "Escalations resolved", ["kind"])
+BREAKER = Gauge(
+    f"{PREFIX}_breaker_open",
+    "1 while a breaker is open",
+    ["gateway", "breaker"],
+    multiprocess_mode="mostrecent",
+)
+LEASE_CONFLICTS = Counter(f"{PREFIX}_lease_conflicts", "Attempts not started: lease held")
+GATEWAY_ERRORS = Counter(f"{PREFIX}_gateway_errors", "Failed scans by kind", ["gateway", "kind"])
+
+
+def _safe(fn: Callable[P, None]) -> Callable[P, None]:
+    """Metrics never raise into a scan or a step."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # pragma: no cover - defensive
+            log.exception("metric not recorded")
+
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@_safe
+def scanned(report: GatewayReport) -> None:
+    SCANS.labels(report.name, "error" if report.error else "ok").inc()
+    SCAN_SECONDS.labels(report.name).observe(report.duration_ms / 1000)
+    if report.error:
+        GATEWAY_ERRORS.labels(report.name, report.error_kind or "error").inc()
+        return
+    counts = Tally(s.verdict for s in report.sessions)
+    for verdict in VERDICTS:
+        SESSIONS.labels(report.name, verdict).set(counts.get(verdict, 0))
+
+
+@_safe
+def action(step: str, outcome: str) -> None:
+    ACTIONS.labels(step, outcome).inc()
+
+
+@_safe
+def healed(seconds: float) -> None:
+    TIME_TO_HEAL.observe(max(0.0, seconds))
+
+
+@_safe
+def escalated(kind: str) -> None:
+    ESCALATIONS.labels(kind).inc()
+
+
+@_safe
+def resolved(kind: str) -> None:
+    RESOLVES.labels(kind).inc()
+
+
+@_safe
+def breaker(gateway: str, name: str, *, is_open: bool) -> None:
+    BREAKER.labels(gateway, name).set(1 if is_open else 0)
+
+
+@_safe
+def lease_conflict() -> None:
+    LEASE_CONFLICTS.inc()
