@@ -156,7 +156,13 @@ def test_check_changes_nothing(scene: Scene, tmp_path: Path) -> None:
 
 
 def test_check_tables_name_the_zombies(scene: Scene, tmp_path: Path) -> None:
-    run = run_supervisor("check", "--fleet", str(scene.fleet), state_dir=tmp_path / "state")
+    run = run_supervisor(
+        "check",
+        "--fleet",
+        str(scene.fleet),
+        state_dir=tmp_path / "state",
+        env={"COLUMNS": "250"},  # wide enough that rich does not fold the keys
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     assert scene.gateway.name in run.stdout
     for key in scene.zombies:

@@ -53,12 +53,14 @@ def healed_in_flower(port: int, auth: tuple[str, str]) -> set[tuple[str, str]]:
 
 def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
+    metrics_port = free_port()
     password = "flower-canary-5d1e"
     state = tmp_path / "state"
     env = base_env(
         SUPERVISOR_STATE_DIR=str(state),
         SUPERVISOR_FLOWER_PORT=str(port),
         SUPERVISOR_FLOWER_PASSWORD=password,
+        SUPERVISOR_METRICS_PORT=str(metrics_port),
     )
     log = tmp_path / "up.log"
     started = time.monotonic()
@@ -86,6 +88,19 @@ def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: P
         assert {
             (r["gateway"], r["key"]) for r in records if r["outcome"] == "healed"
         } >= DEMO_ZOMBIES
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert httpx.get(metrics_url, timeout=5).status_code == 401
+        body = httpx.get(metrics_url, auth=("metrics", password), timeout=5).text
+        for series in (
+            "lane_supervisor_scans_total",
+            "lane_supervisor_scan_duration_seconds_bucket",
+            "lane_supervisor_sessions",
+            "lane_supervisor_actions_total",
+            "lane_supervisor_time_to_heal_seconds_bucket",
+        ):
+            assert series in body, series
+        assert 'lane_supervisor_actions_total{outcome="healed",step="verify"}' in body
+        assert "agent:main" not in body  # no session keys in labels
         up.send_signal(signal.SIGTERM)
         assert up.wait(30) == 0
     text = log.read_text()
