@@ -151,6 +151,96 @@ def heal(
 
 
 @app.command()
+def recover(
+    gateway: Annotated[str, typer.Argument(help="Gateway name as in the fleet file.")],
+    key: Annotated[str, typer.Argument(help="Session key, e.g. agent:main:main.")],
+    fleet: FleetOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Detect and audit; send nothing mutating.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> int:
+    """Run one session through the ladder now (same checks, lease, counters and audit).
+
+    Skips the backoff wait (you asked), not the safety checks: a live or healthy session is
+    left alone, and an escalated one needs `clear` first. Exit 0: healthy afterwards;
+    1: still needs recovery; 2: the gateway failed; 64: unknown gateway or config error.
+    """
+    from supervisor.recovery.runtime import build_engine, redis_url_for, run_ladder
+
+    settings = Settings()
+    chosen = _fleet(fleet, settings)
+    try:
+        spec = chosen.gateway(gateway)
+    except KeyError:
+        raise ConfigError(f"{chosen.path}: no gateway named {gateway!r}") from None
+    with redis_url_for(settings) as url:
+        engine = build_engine(settings, url, fleet_path=Path(chosen.path), dry_run=dry_run)
+        try:
+            actions = run_ladder(engine, gateway, only_key=key)
+        finally:
+            engine.store.close()
+    (report,) = asyncio.run(check_fleet([spec], load_or_create_identity(settings.state_dir)))
+    session = next((s for s in report.sessions if s.key == key), None)
+    if as_json:
+        doc = {
+            "actions": [a.action() for a in actions if a.key in (key, None)],
+            "session": session.model_dump(mode="json") if session else None,
+            "gateway": report.model_dump(mode="json", exclude={"sessions"}),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        render_actions(out, [a.action() for a in actions if a.key in (key, None)])
+        if session is None:
+            out.print(f"{gateway} {key}: not listed by the gateway")
+        else:
+            out.print(f"{gateway} {key}: {session.verdict} ({session.reason})")
+    if report.error:
+        return int(Exit.GATEWAY_FAILED)
+    return int(Exit.NEEDS_ACTION if session is not None and session.needs_action else Exit.OK)
+
+
+@app.command()
+def status(
+    fleet: FleetOption = None,
+    as_json: JsonOption = False,
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", "-w", help="Redraw every N seconds until Ctrl-C.", min=0.5),
+    ] = None,
+) -> int:
+    """Per gateway, from the scans recorded in Redis: reachable, protocol, sessions by verdict,
+    sessions under recovery or escalated, breakers, age of the last scan. Reads Redis only."""
+    from rich.live import Live
+
+    from supervisor.recovery.runtime import redis_url_for
+    from supervisor.state import StateStore
+    from supervisor.status import gateway_status, render_status
+
+    settings = Settings()
+    names: list[str] | None = None
+    chosen = fleet or settings.fleet
+    if chosen is not None:
+        names = [g.name for g in load_fleet(chosen).gateways]
+    with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
+        rows = gateway_status(st, names)
+        if as_json:
+            sys.stdout.write(json.dumps({"gateways": rows}, indent=2) + "\n")
+            return 0
+        if watch is None:
+            out.print(render_status(rows))
+            return 0
+        with (
+            Live(render_status(rows), console=out, refresh_per_second=4) as live,
+            contextlib.suppress(KeyboardInterrupt),
+        ):
+            while True:
+                time.sleep(watch)
+                live.update(render_status(gateway_status(st, names)))
+    return 0
+
+
+@app.command()
 def audit(
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest records to show.")] = 50,

@@ -174,7 +174,7 @@ class SlackProvider(_Provider):
 
     @field_validator("webhook_url")
     @classmethod
-    def _url_is_https(cls, value: SecretStr) -> SecretStr:
+    def _webhook_url_is_http(cls, value: SecretStr) -> SecretStr:
         if not _HTTP_URL.match(value.get_secret_value()):
             raise ValueError("must be an http:// or https:// URL")
         return value

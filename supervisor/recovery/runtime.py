@@ -95,11 +95,11 @@ class HealRun:
     failed_gateways: list[str]
 
 
-def run_ladder(engine: Engine, gateway: str) -> list[StepResult]:
+def run_ladder(engine: Engine, gateway: str, *, only_key: str | None = None) -> list[StepResult]:
     """Scan one gateway and run every attempt it starts to its end, inline."""
     scanner = Scanner(engine)
     steps = Steps(engine)
-    out = scanner.scan(gateway)
+    out = scanner.scan(gateway, only_key=only_key)
     actions = list(out.actions)
     queue = deque(out.starts)
     while queue:

@@ -46,6 +46,7 @@ class Scanner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.steps = Steps(engine)
+        self._only_key: str | None = None
 
     def _act(
         self, out: ScanOutcome, gateway: str, key: str | None, step: str, outcome: str, detail: str
@@ -59,7 +60,10 @@ class Scanner:
             extra={"gateway": gateway, "key": key, "step": step, "outcome": outcome},
         )  # fmt: skip
 
-    def scan(self, gateway: str) -> ScanOutcome:
+    def scan(self, gateway: str, *, only_key: str | None = None) -> ScanOutcome:
+        """Scan one gateway; `only_key` (the `recover` command) acts on that session alone,
+        without waiting out its backoff."""
+        self._only_key = only_key
         spec = self.engine.spec(gateway)
         report, scan = asyncio.run(look(spec, self.engine.identity))
         metrics.scanned(report)
@@ -148,7 +152,11 @@ class Scanner:
                     )  # fmt: skip
                 return
         dry_run = engine.dry_run_for(spec)
-        needing = [v for v in scan.verdicts if v.needs_action]
+        needing = [
+            v
+            for v in scan.verdicts
+            if v.needs_action and (self._only_key is None or v.key == self._only_key)
+        ]
         if needing and not dry_run:
             problems = engine.durability_problems()
             if problems:
@@ -241,7 +249,9 @@ class Scanner:
         escalated = store.attempts.is_escalated(name, key, sid)
         episode = Episode(
             attempts=state.count if state else 0,
-            next_not_before_ms=0.0 if (new_boot or state is None) else state.next_not_before_ms,
+            next_not_before_ms=0.0
+            if (new_boot or state is None or self._only_key is not None)
+            else state.next_not_before_ms,
             escalated=escalated,
         )
         now_ms = engine.now_ms()

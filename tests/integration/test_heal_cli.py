@@ -91,3 +91,39 @@ def test_heal_reports_an_unreachable_gateway_with_exit_2(tmp_path: Path) -> None
     proc = heal("--fleet", str(fleet), "--json", state=tmp_path / "state")
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["gateways"][0]["error_kind"] == "unreachable"
+
+
+def run_cli(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        env=base_env(SUPERVISOR_STATE_DIR=str(state), SUPERVISOR_VERIFY_DELAY_S="0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_recover_one_session_then_status_shows_the_scan(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    sim.gateways["new"].add_zombie("agent:main:other")
+    fleet = write_fleet(sim, tmp_path, stale_after="0s")
+    state = tmp_path / "state"
+    proc = run_cli(
+        "recover", "new", "agent:main:zombie", "--fleet", str(fleet), "--json", state=state
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["session"]["verdict"] == "idle"
+    new = sim.gateways["new"]
+    assert new.mutation_count("agent:main:zombie", "sessions.reset") == 1
+    assert new.mutation_count("agent:main:other") == 0  # only the session asked for
+    # the state of that scan persists in the embedded Redis under the state dir
+    status = run_cli("status", "--fleet", str(fleet), "--json", state=state)
+    assert status.returncode == 0, status.stderr
+    rows = {g["name"]: g for g in json.loads(status.stdout)["gateways"]}
+    assert rows["new"]["reachable"] is True and rows["new"]["protocol"] == 4
+    assert rows["new"]["sessions"]["zombie"] == 2  # as the scan saw them, before the reset
+    assert rows["old"]["reachable"] is None  # never scanned yet
+    unknown = run_cli("recover", "nope", "k", "--fleet", str(fleet), state=state)
+    assert unknown.returncode == 64 and "no gateway named 'nope'" in unknown.stderr
