@@ -31,7 +31,7 @@ import websockets
 
 from bench.common import ROOT, Size, median, parser, rnd, say, write_result
 from supervisor.fleet import GatewaySpec, load_fleet
-from supervisor.gateway.client import MAX_PROTOCOL, MIN_PROTOCOL
+from supervisor.gateway.client import LIST_PAGE_SIZE, MAX_PROTOCOL, MIN_PROTOCOL
 from supervisor.gateway.identity import DeviceIdentity, load_or_create_identity
 from supervisor.gateway.models import ALL_SCOPES
 from supervisor.scan import look
@@ -73,12 +73,20 @@ async def raw_scan(spec: GatewaySpec, identity: DeviceIdentity) -> int:
                 break
         if not frame.get("ok"):
             raise RuntimeError(f"raw connect refused: {frame.get('error')}")
-        await ws.send(json.dumps({"type": "req", "id": "r2", "method": "sessions.list", "params": {}}))
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("type") == "res" and frame.get("id") == "r2":
-                break
-        return len(frame["payload"]["sessions"])
+        rows, params, n = 0, {}, 1
+        while True:  # page as the client does (2026.9.6 answers 100 rows a call)
+            n += 1
+            request = {"type": "req", "id": f"r{n}", "method": "sessions.list", "params": params}
+            await ws.send(json.dumps(request))
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("type") == "res" and frame.get("id") == f"r{n}":
+                    break
+            payload = frame["payload"]
+            rows += len(payload["sessions"])
+            if not payload.get("hasMore"):
+                return rows
+            params = {"limit": LIST_PAGE_SIZE, "offset": payload["nextOffset"]}
 
 
 async def supervisor_scan(spec: GatewaySpec, identity: DeviceIdentity) -> int:

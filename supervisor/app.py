@@ -20,6 +20,8 @@ Broker, results, beat schedule and supervisor state all live in one Redis
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 
 from celery import Celery
 from celery.signals import setup_logging
@@ -42,8 +44,29 @@ def redis_url() -> str:
     return url.get_secret_value()
 
 
+def use_metrics_dir(metrics_dir: Path | None) -> None:
+    """Point prometheus-client's multiprocess mode at this host's subdirectory.
+
+    Must run before prometheus_client is imported (it reads the variable once); the app module
+    is what `celery -A` imports first. One subdirectory per host, because process ids repeat
+    across containers sharing the volume.
+    """
+    if metrics_dir is None:
+        return
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        host_dir = metrics_dir / socket.gethostname()
+        host_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(host_dir)
+    # celery's CLI loads flower's plugin, which imports prometheus_client before this module
+    # runs: choose the value class again; our series are built later (supervisor.metrics)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
 def make_app() -> Celery:
     settings = get_settings()
+    use_metrics_dir(settings.metrics_dir)
     url = redis_url()
     app = Celery("lane_supervisor", include=["supervisor.tasks"])
     transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}

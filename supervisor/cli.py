@@ -320,7 +320,7 @@ def up(fleet: FleetOption = None) -> int:
 
 @app.command()
 def metrics() -> int:
-    """Serve Prometheus /metrics for every worker process (PROMETHEUS_MULTIPROC_DIR), basic auth.
+    """Serve Prometheus /metrics for every worker process (SUPERVISOR_METRICS_DIR), basic auth.
 
     Listens on SUPERVISOR_METRICS_ADDRESS:SUPERVISOR_METRICS_PORT (default 127.0.0.1:9808);
     needs SUPERVISOR_METRICS_PASSWORD. SIGTERM or Ctrl-C stops it.
@@ -338,6 +338,7 @@ def metrics() -> int:
             settings.metrics_port,
             settings.metrics_user,
             settings.metrics_password.get_secret_value(),
+            metrics_dir=settings.metrics_dir,
             stop=stop,
         )
     return 0

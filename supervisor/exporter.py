@@ -18,6 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+from prometheus_client.metrics_core import Metric
 
 from supervisor.errors import ConfigError
 
@@ -25,14 +26,28 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def registry_for(multiproc_dir: Path | None) -> CollectorRegistry | None:
+class TreeCollector:
+    """Every process's samples under a directory tree (one subdirectory per host)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def collect(self) -> Iterable[Metric]:
+        files = sorted(str(p) for p in self.root.rglob("*.db"))
+        merged: Iterable[Metric] = multiprocess.MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
+            files, accumulate=True
+        )
+        return merged
+
+
+def registry_for(metrics_dir: Path | None) -> CollectorRegistry | None:
     """The registry to serve: all processes' files when a directory is given."""
-    if multiproc_dir is None:
+    if metrics_dir is None:
         return None  # the default registry of this process
-    if not multiproc_dir.is_dir():
-        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR {multiproc_dir} is not a directory")
+    if not metrics_dir.is_dir():
+        raise ConfigError(f"metrics directory {metrics_dir} is not a directory")
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
+    registry.register(TreeCollector(metrics_dir))
     return registry
 
 
@@ -61,11 +76,17 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve(
-    address: str, port: int, user: str, password: str, *, stop: threading.Event | None = None
+    address: str,
+    port: int,
+    user: str,
+    password: str,
+    *,
+    metrics_dir: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     """Serve /metrics until `stop` is set (or forever)."""
     raw = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    registry = registry_for(Path(raw) if raw else None)
+    registry = registry_for(metrics_dir or (Path(raw) if raw else None))
     app = make_wsgi_app(registry) if registry is not None else make_wsgi_app()
     server: WSGIServer = make_server(
         address, port, with_basic_auth(app, user, password), handler_class=_QuietHandler

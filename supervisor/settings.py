@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         None,
         description="Flower basic-auth password; unset: `up` generates one and prints it once.",
     )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Where worker processes write Prometheus samples (one subdirectory per "
+        "host) for `lane-supervisor metrics` to serve; unset: metrics stay in each process.",
+    )
     metrics_address: str = Field(
         "127.0.0.1", description="Address `lane-supervisor metrics` listens on."
     )

@@ -157,7 +157,7 @@ def run_up(
                 "SUPERVISOR_FLEET": str(fleet_path.resolve()),
                 "SUPERVISOR_STATE_DIR": str(settings.state_dir.resolve()),
                 "FLOWER_BASIC_AUTH": f"{settings.flower_user}:{password}",
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
+                "SUPERVISOR_METRICS_DIR": str(metrics_dir.resolve()),
             }
             # the children need neither the password in their own settings nor a .env file
             env.pop("SUPERVISOR_FLOWER_PASSWORD", None)

@@ -43,7 +43,7 @@ from supervisor.gateway.models import (
     Hello,
     SessionRow,
     UnreadableRow,
-    parse_row,
+    parse_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -379,8 +379,7 @@ class GatewayClient:
             rows = payload.get("sessions") if isinstance(payload, dict) else payload
             if not isinstance(rows, list):
                 raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
-            for raw in rows:
-                row = parse_row(raw)
+            for row in parse_rows(rows):
                 if row.key is not None:
                     if row.key in seen:
                         continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 #: scopes the supervisor may ask for, and which methods need them (shared doc, "Auth and scopes")
 READ_SCOPE = "operator.read"
@@ -65,6 +65,21 @@ def parse_row(raw: object) -> SessionRow | UnreadableRow:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return UnreadableRow(key=key, problem=f"{where}: {err['msg']}")
+
+
+_ROWS: TypeAdapter[list[SessionRow]] = TypeAdapter(list[SessionRow])
+
+
+def parse_rows(raws: list[Any]) -> list[SessionRow | UnreadableRow]:
+    """`[parse_row(raw) for raw in raws]`, in one validation call when every row is readable.
+
+    The usual listing is all readable rows: validating the list at once spares a Python call
+    per row (a scan's hot path). A listing with any unreadable row is parsed row by row.
+    """
+    try:
+        return [*_ROWS.validate_python(raws)]
+    except ValidationError:
+        return [parse_row(raw) for raw in raws]
 
 
 class Hello(BaseModel):
