@@ -97,6 +97,14 @@ def make_app() -> Celery:
         redbeat_key_prefix=f"{settings.key_prefix}beat:",
         # a dead beat's successor takes over after this (redbeat's default is 25 min)
         redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        # re-notifications and redeliveries of pages: level-triggered, like the scans
+        beat_schedule={
+            "paging-tick": {
+                "task": "supervisor.page_tick",
+                "schedule": settings.paging_tick_s,
+                "options": {"expires": settings.paging_tick_s},
+            }
+        },
         timezone="UTC",
     )
     return app

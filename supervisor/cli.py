@@ -14,9 +14,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +29,7 @@ from supervisor import __version__
 from supervisor.errors import ConfigError, StateError
 from supervisor.fleet import Fleet, load_fleet
 from supervisor.gateway.identity import load_or_create_identity
-from supervisor.render import render_actions, render_audit, render_check
+from supervisor.render import render_actions, render_audit, render_check, render_incidents
 from supervisor.scan import GatewayReport, check_fleet
 from supervisor.settings import Settings
 from supervisor.state.connection import mask_url
@@ -238,6 +239,94 @@ def status(
                 time.sleep(watch)
                 live.update(render_status(gateway_status(st, names)))
     return 0
+
+
+@contextlib.contextmanager
+def _incidents(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The incident store on the configured (or embedded) Redis."""
+    from supervisor.escalation.incidents import Incidents
+    from supervisor.recovery.runtime import redis_url_for
+    from supervisor.state import StateStore
+
+    with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
+        yield Incidents(st.client, st.keys), st
+
+
+@app.command()
+def incidents(as_json: JsonOption = False) -> int:
+    """List open incidents (one per dedup key: gateway/session or gateway), and silences."""
+    settings = Settings()
+    with _incidents(settings) as (store, _):
+        open_ = [i.model_dump(mode="json", exclude={"leases"}) for i in store.list_open()]
+        silences = [s.model_dump(mode="json") for s in store.list_silences()]
+    if as_json:
+        sys.stdout.write(json.dumps({"incidents": open_, "silences": silences}, indent=2) + "\n")
+    else:
+        render_incidents(out, open_, silences)
+    return 0
+
+
+@app.command()
+def silence(
+    target: Annotated[str, typer.Argument(help="GATEWAY, or GATEWAY/SESSION_KEY.")],
+    duration: Annotated[
+        str, typer.Option("--for", help="How long, e.g. 30m, 2h (it expires by itself).")
+    ] = "2h",
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit).")] = "",
+    actions: Annotated[
+        bool, typer.Option("--actions", help="Also stop recovery actions, not only paging.")
+    ] = False,
+) -> int:
+    """Suppress paging (and with --actions, recovery) for a gateway or one session."""
+    from supervisor.durations import parse_duration
+    from supervisor.state import AuditRecord
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise ConfigError(f"--for {duration!r}: {exc}") from None
+    settings = Settings()
+    with _incidents(settings) as (store, st):
+        made = store.silence(target, seconds, reason or "no reason given", also_actions=actions)
+        st.audit.append(
+            AuditRecord(
+                ts_ms=int(time.time() * 1000),
+                gateway=made.gateway,
+                key=made.key,
+                step="silence",
+                outcome="silenced" + ("_with_actions" if actions else ""),
+                detail=f"for {duration}: {made.reason}",
+            )
+        )
+    err.print(f"silenced {made.target} for {duration}" + (" (actions too)" if actions else ""))
+    return 0
+
+
+@app.command()
+def unsilence(
+    target: Annotated[str, typer.Argument(help="GATEWAY or GATEWAY/SESSION_KEY.")],
+) -> int:
+    """Lift a silence before it expires."""
+    from supervisor.escalation.silences import parse_target
+    from supervisor.state import AuditRecord
+
+    settings = Settings()
+    with _incidents(settings) as (store, st):
+        lifted = store.unsilence(target)
+        if lifted:
+            gateway, key = parse_target(target)
+            st.audit.append(
+                AuditRecord(
+                    ts_ms=int(time.time() * 1000),
+                    gateway=gateway,
+                    key=key,
+                    step="silence",
+                    outcome="unsilenced",
+                    detail="lifted by an operator",
+                )
+            )
+    err.print(f"{target}: " + ("silence lifted" if lifted else "no silence"))
+    return 0 if lifted else 1
 
 
 @app.command()

@@ -35,6 +35,7 @@ from pydantic import (
 
 from supervisor.durations import Duration
 from supervisor.errors import FleetFileError
+from supervisor.escalation.config import PagingConfig, parse_paging
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -161,6 +162,8 @@ class Fleet(BaseModel):
     path: str
     defaults: Policy
     gateways: tuple[GatewaySpec, ...]
+    #: where escalations go ([paging]); empty: the audit stream only
+    paging: PagingConfig = Field(default_factory=PagingConfig)
 
     def gateway(self, name: str) -> GatewaySpec:
         """The gateway called `name`, or KeyError."""
@@ -228,7 +231,7 @@ def parse_fleet(text: str, path: str, environ: dict[str, str] | None = None) -> 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FleetFileError(path, f"not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"defaults", "gateways"})
+    unknown = sorted(set(data) - {"defaults", "gateways", "paging"})
     if unknown:
         raise FleetFileError(path, "unknown top-level key", field=unknown[0])
     raw_defaults = data.get("defaults", {})
@@ -258,8 +261,9 @@ def parse_fleet(text: str, path: str, environ: dict[str, str] | None = None) -> 
             specs.append(GatewaySpec.model_validate({**own, "policy": policy, "token": token}))
         except ValidationError as exc:
             raise _first_error(path, exc, name) from None
+    paging = parse_paging(data.get("paging", {}), path, env)
     try:
-        return Fleet(path=path, defaults=defaults, gateways=tuple(specs))
+        return Fleet(path=path, defaults=defaults, gateways=tuple(specs), paging=paging)
     except ValidationError as exc:  # pragma: no cover - the model validator raises directly
         raise _first_error(path, exc, None) from None
 

@@ -99,3 +99,31 @@ def render_audit(console: Console, records: Sequence[dict[str, Any]]) -> None:
             r.get("detail", ""),
         )
     console.print(table)
+
+
+def render_incidents(
+    console: Console, incidents: Sequence[dict[str, Any]], silences: Sequence[dict[str, Any]]
+) -> None:
+    """Open incidents, then active silences."""
+    if not incidents:
+        console.print("No open incident.")
+    else:
+        table = Table(title="Open incidents", title_justify="left")
+        for col in ("dedup key", "kind", "severity", "opened (UTC)", "notified", "providers"):
+            table.add_column(col, overflow="fold")
+        for i in incidents:
+            opened = datetime.fromtimestamp(i["opened_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            table.add_row(
+                i["dedup_key"], i["kind"], i["severity"], opened, str(i["seq"]),
+                ", ".join(i.get("targets") or i.get("providers") or []),
+            )  # fmt: skip
+        console.print(table)
+    if silences:
+        table = Table(title="Silences", title_justify="left")
+        for col in ("target", "actions too", "expires (UTC)", "reason"):
+            table.add_column(col, overflow="fold")
+        for s in silences:
+            target = s["gateway"] + (f"/{s['key']}" if s.get("key") else "")
+            ends = datetime.fromtimestamp(s["expires_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            table.add_row(target, "yes" if s["also_actions"] else "no", ends, s["reason"])
+        console.print(table)

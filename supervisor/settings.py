@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     fleet_reload_s: float = Field(
         10.0, gt=0, description="How often beat re-reads the fleet file for added/removed gateways."
     )
+    paging_tick_s: float = Field(
+        30.0, gt=0, description="How often beat re-notifies and redelivers pages (paging tick)."
+    )
     lease_ttl_s: float = Field(
         300.0, gt=0, description="Lease on one session during one recovery attempt."
     )

@@ -18,9 +18,10 @@ from celery import Task
 from supervisor.app import app
 from supervisor.core.ladder import Step
 from supervisor.errors import ConfigError, StateError
+from supervisor.escalation.pager import Delivery
 from supervisor.recovery.context import Engine
 from supervisor.recovery.models import AttemptRef, NextStep
-from supervisor.recovery.runtime import build_engine
+from supervisor.recovery.runtime import build_engine, deliver_audited
 from supervisor.recovery.scanner import Scanner
 from supervisor.recovery.steps import Steps
 from supervisor.settings import get_settings
@@ -39,7 +40,11 @@ def get_engine() -> Engine:
             settings = get_settings()
             if settings.redis_url is None:
                 raise ConfigError("SUPERVISOR_REDIS_URL is not set")
-            _engine = build_engine(settings, settings.redis_url.get_secret_value())
+            _engine = build_engine(
+                settings,
+                settings.redis_url.get_secret_value(),
+                submit=lambda d: deliver_page.apply_async(kwargs=d.as_task_kwargs()),
+            )
         return _engine
 
 
@@ -121,3 +126,22 @@ STEP_TASKS: dict[Step, Task] = {
     Step.VERIFY: verify_session,
     Step.ESCALATE: escalate_session,
 }
+
+
+@app.task(name="supervisor.deliver_page")
+def deliver_page(dedup_key: str, provider: str, seq: int) -> dict[str, Any]:
+    """Send one notification (trigger, re-notify or resolve) to one paging provider.
+
+    Arguments are names and numbers: the task re-reads the incident and loads the provider's
+    secrets from the fleet file. A failure is retried by `page_tick` after its backoff.
+    """
+    return deliver_audited(get_engine(), Delivery(dedup_key=dedup_key, provider=provider, seq=seq))
+
+
+@app.task(name="supervisor.page_tick")
+def page_tick() -> dict[str, Any]:
+    """Re-notify open incidents past their interval; resend deliveries that failed retryably."""
+    engine = get_engine()
+    assert engine.paging is not None
+    sent = engine.paging.tick()
+    return {"submitted": [d.as_task_kwargs() for d in sent]}

@@ -12,12 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from supervisor.errors import ConfigError, RedisNotDurable, StateError
 from supervisor.fleet import Fleet, GatewaySpec, load_fleet
 from supervisor.gateway.identity import DeviceIdentity
 from supervisor.state import AuditRecord, StateStore
+
+if TYPE_CHECKING:
+    from supervisor.escalation.pager import Pager as PagingPager
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class Engine:
         self.verify_delay_s = verify_delay_s
         self.global_dry_run = dry_run
         self.pager: Pager = pager or AuditOnlyPager()
+        #: the paging layer itself when configured (deliveries, silences, incidents)
+        self.paging: PagingPager | None = None
         self.clock = clock
         self.owner_prefix = owner_prefix
         self._durable_checked = 0.0

@@ -11,14 +11,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import ConfigError, StateError
+from supervisor.escalation.incidents import Incidents
+from supervisor.escalation.pager import Delivery
+from supervisor.escalation.pager import Pager as PagingPager
 from supervisor.gateway.identity import load_or_create_identity
-from supervisor.recovery.context import Engine, FleetSource, Pager
+from supervisor.recovery.context import Engine, FleetSource
 from supervisor.recovery.models import StepResult
 from supervisor.recovery.scanner import Scanner
 from supervisor.recovery.steps import Steps
@@ -67,24 +70,74 @@ def build_engine(
     *,
     fleet_path: Path | None = None,
     dry_run: bool = False,
-    pager: Pager | None = None,
+    submit: Callable[[Delivery], None] | None = None,
 ) -> Engine:
-    """An engine on the fleet file and Redis given (settings fill in the rest)."""
+    """An engine on the fleet file and Redis given (settings fill in the rest).
+
+    Escalations go to the fleet file's [paging] providers: `submit` hands each delivery to a
+    Celery task in workers; without it (`heal`) deliveries run inline.
+    """
     path = fleet_path or settings.fleet
     if path is None:
         raise ConfigError("no fleet file: pass --fleet FILE or set SUPERVISOR_FLEET")
     source = FleetSource(Path(path))
     source.get()  # a broken fleet file is a configuration error now, not in a worker later
     store = StateStore.from_url(redis_url, prefix=settings.key_prefix)
-    return Engine(
+    engine = Engine(
         source.get,
         store,
         load_or_create_identity(settings.state_dir),
         lease_ttl_s=settings.lease_ttl_s,
         verify_delay_s=settings.verify_delay_s,
         dry_run=dry_run or settings.dry_run,
-        pager=pager,
     )
+
+    def labels(gateway: str) -> dict[str, str]:
+        try:
+            return dict(source.get().gateway(gateway).labels)
+        except KeyError:
+            return {}
+
+    pager = PagingPager(
+        lambda: source.get().paging,
+        Incidents(store.client, store.keys),
+        labels_for=labels,
+        submit=submit or (lambda delivery: _deliver_inline(engine, delivery)),
+    )
+    engine.pager = pager
+    engine.paging = pager
+    return engine
+
+
+def _deliver_inline(engine: Engine, delivery: Delivery) -> None:
+    deliver_audited(engine, delivery)
+
+
+def deliver_audited(engine: Engine, delivery: Delivery) -> dict[str, object]:
+    """Send one delivery and write its outcome to the audit stream (tasks and `heal` alike)."""
+    assert engine.paging is not None
+    result = engine.paging.run(delivery)
+    gateway, _, key = delivery.dedup_key.partition("/")
+    if result is None:
+        outcome, detail = "skipped", "nothing to send (resolved, superseded or already sent)"
+    else:
+        outcome = result.status.value
+        detail = f"{result.action.value} via {result.provider}: " + (
+            result.reason or f"HTTP {result.http_status}"
+        )
+    engine.audit(
+        gateway=gateway,
+        key=key or None,
+        step="page",
+        outcome=outcome,
+        detail=f"{detail} (seq {delivery.seq})",
+    )
+    return {
+        "dedup_key": delivery.dedup_key,
+        "provider": delivery.provider,
+        "outcome": outcome,
+        "detail": detail,
+    }
 
 
 @dataclass

@@ -258,6 +258,14 @@ class Scanner:
         plan = decide(verdict, episode, now_ms=now_ms, policy=spec.policy)
         if plan.decision in (Decision.NOTHING, Decision.WAIT, Decision.HANDS_OFF):
             return
+        if engine.paging is not None:
+            silence = engine.paging.incidents.is_silenced(name, key)
+            if silence is not None and silence.also_actions:
+                self._act(
+                    out, name, key, "scan", "silenced",
+                    f"actions silenced on {silence.target} ({silence.reason}); not acting",
+                )  # fmt: skip
+                return
         recovery_id = uuid.uuid4().hex[:16]
         if plan.decision is Decision.ESCALATE:
             ref = AttemptRef.of(
