@@ -127,3 +127,20 @@ def test_recover_one_session_then_status_shows_the_scan(
     assert rows["old"]["reachable"] is None  # never scanned yet
     unknown = run_cli("recover", "nope", "k", "--fleet", str(fleet), state=state)
     assert unknown.returncode == 64 and "no gateway named 'nope'" in unknown.stderr
+
+
+def test_silence_is_listed_audited_and_lifted(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    made = run_cli("silence", "gw/agent:main:x", "--for", "1h", "--reason", "deploy", state=state)
+    assert made.returncode == 0, made.stderr
+    listed = json.loads(run_cli("incidents", "--json", state=state).stdout)
+    assert [(s["gateway"], s["key"], s["reason"]) for s in listed["silences"]] == [
+        ("gw", "agent:main:x", "deploy")
+    ]
+    assert listed["incidents"] == []
+    assert run_cli("unsilence", "gw/agent:main:x", state=state).returncode == 0
+    assert run_cli("unsilence", "gw/agent:main:x", state=state).returncode == 1  # none left
+    records = json.loads(run_cli("audit", "--json", state=state).stdout)["records"]
+    assert [r["outcome"] for r in records] == ["silenced", "unsilenced"]
+    bad = run_cli("silence", "gw", "--for", "soon", state=state)
+    assert bad.returncode == 64 and "--for 'soon'" in bad.stderr
