@@ -1,0 +1,66 @@
+"""compose.yaml against the project: commands that exist, variables that are settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from supervisor.cli import app as cli
+from supervisor.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+#: variables compose may set that are not SUPERVISOR_ settings, and who reads them
+FOREIGN = {"FLOWER_BASIC_AUTH": "flower"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def cli_commands() -> set[str]:
+    group = typer.main.get_command(cli)
+    return set(group.commands)  # type: ignore[attr-defined]
+
+
+def test_every_service_command_exists(compose: dict[str, Any]) -> None:
+    commands = cli_commands()
+    for name, service in compose["services"].items():
+        argv = list(service.get("entrypoint") or []) + list(service.get("command") or [])
+        if name == "redis":
+            assert argv[0] == "valkey-server"
+            continue
+        if argv[0] == "celery":
+            assert argv[1:3] == ["-A", "supervisor.app"], name
+            assert argv[3] in {"worker", "beat", "flower"}, name
+        else:
+            assert argv[0] == "lane-supervisor", name
+            assert argv[1] in commands | {"--help"}, f"{name}: no command {argv[1]!r}"
+
+
+def test_every_variable_is_a_known_setting(compose: dict[str, Any]) -> None:
+    known = {f"SUPERVISOR_{field.upper()}" for field in Settings.model_fields}
+    for name, service in compose["services"].items():
+        for var in service.get("environment") or {}:
+            assert var in known or var in FOREIGN, f"{name}: {var} is not a setting"
+
+
+def test_redis_keeps_what_the_supervisor_writes(compose: dict[str, Any]) -> None:
+    argv = compose["services"]["redis"]["command"]
+    assert argv[argv.index("--appendonly") + 1] == "yes"
+    assert argv[argv.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_workers_scale_and_web_ports_stay_on_loopback(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale worker=N works
+    for name in ("flower", "metrics"):
+        for port in compose["services"][name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} exposed beyond loopback"
+    assert "--basic-auth" not in " ".join(compose["services"]["flower"]["command"])
