@@ -487,9 +487,14 @@ def demo(
     return int(check_exit_code(reports))
 
 
-@app.command("fleet-validate")
+fleet_app = typer.Typer(help="Fleet file commands.", no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+
+@fleet_app.command("validate")
+@app.command("fleet-validate", hidden=True)
 def fleet_validate(path: Annotated[Path, typer.Argument(help="Fleet file to check.")]) -> int:
-    """Validate a fleet file (tokens included) and print the gateways it names."""
+    """Validate a fleet file (tokens and paging included) and print the gateways it names."""
     fleet = load_fleet(path)
     for spec in fleet.gateways:
         out.print(f"{spec.name}\t{spec.url}")

@@ -11,6 +11,7 @@ where `ps` would show them (flower #209). Ctrl-C or SIGTERM stops the children, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -20,6 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from supervisor.fleet import load_fleet
@@ -93,17 +95,56 @@ def _fleet(fleet: Path | None, settings: Settings) -> Iterator[Path]:
         yield chosen
         return
     from supervisor.simulator import SimulatorServer
-    from supervisor.simulator.demo import populate_demo, write_fleet
+    from supervisor.simulator.demo import populate_tour, write_fleet
 
     server = SimulatorServer()
-    populate_demo(server)
-    with server.running():
+    populate_tour(server)
+    with server.running(), page_receiver() as receiver_url:
         yield write_fleet(
             server,
             settings.state_dir / "demo",
             stale_after="20m",
-            extra=f'scan_interval = "{DEMO_SCAN_INTERVAL}"',
+            extra=f'scan_interval = "{DEMO_SCAN_INTERVAL}"\nmax_attempts = 2\nbackoff_base = "5s"',
+            tail=f'\n[paging]\n[paging.providers.local]\ntype = "webhook"\nurl = "{receiver_url}"\n'
+            '[paging.default_route]\nproviders = ["local"]\n',
         )
+
+
+@contextlib.contextmanager
+def page_receiver() -> Iterator[str]:
+    """A loopback webhook receiver that prints every page it gets (the demo's pager)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            try:
+                doc = json.loads(body)
+                for alert in doc.get("alerts", []):
+                    labels = alert.get("labels", {})
+                    print(
+                        f"page received: {alert.get('status')} {labels.get('incident')} "
+                        f"({labels.get('severity')}): "
+                        f"{alert.get('annotations', {}).get('summary', '')}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            except (ValueError, AttributeError):
+                print("page received: (not JSON)", file=sys.stderr, flush=True)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="page-receiver")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -25,6 +25,17 @@ def populate_demo(server: SimulatorServer) -> None:
         gw.add_idle("agent:support:new", status=None)
 
 
+def populate_tour(server: SimulatorServer) -> None:
+    """The demo pair, plus a gateway whose token lacks operator.admin: its zombie cannot be
+    reset (nor cleared with /new), so it is escalated and paged (the README's tour)."""
+    populate_demo(server)
+    gw = server.add(
+        SimGateway("demo-no-admin", version=Version.V2026_9_6, token=DEMO_TOKEN, grant_admin=False)
+    )
+    gw.add_zombie("agent:main:stuck", age_s=2 * 86400)
+    gw.add_idle("agent:main:finished")
+
+
 def populate_bulk(
     server: SimulatorServer,
     gateways: int,
@@ -48,9 +59,16 @@ def populate_bulk(
 
 
 def write_fleet(
-    server: SimulatorServer, directory: Path, *, stale_after: str = "20m", extra: str = ""
+    server: SimulatorServer,
+    directory: Path,
+    *,
+    stale_after: str = "20m",
+    extra: str = "",
+    tail: str = "",
 ) -> Path:
-    """A fleet file (and its token file) for every gateway the server holds."""
+    """A fleet file (and its token file) for every gateway the server holds.
+
+    `extra` goes into [defaults]; `tail` after the gateways (e.g. a [paging] table)."""
     directory.mkdir(parents=True, exist_ok=True)
     token_file = directory / "simulator.token"
     token_file.write_text(DEMO_TOKEN + "\n")
@@ -65,5 +83,5 @@ def write_fleet(
             "",
         ]
     path = directory / "fleet.toml"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + tail)
     return path

@@ -88,6 +88,13 @@ def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: P
         assert {
             (r["gateway"], r["key"]) for r in records if r["outcome"] == "healed"
         } >= DEMO_ZOMBIES
+        # the zombie that cannot be healed is paged to the demo's local receiver, once
+        wait_for(
+            "the demo page",
+            lambda: "page received: firing demo-no-admin/agent:main:stuck" in log.read_text(),
+            60,
+            every=1,
+        )
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         assert httpx.get(metrics_url, timeout=5).status_code == 401
         body = httpx.get(metrics_url, auth=("metrics", password), timeout=5).text
@@ -107,3 +114,4 @@ def test_up_heals_the_demo_fleet_visibly_in_flower_and_stops_cleanly(tmp_path: P
     assert password not in text  # printed only when generated; never logged
     assert "flower-canary" not in json.dumps(tasks)
     assert took < 60, f"demo took {took:.0f}s to heal"
+    assert text.count("page received: firing demo-no-admin/agent:main:stuck") == 1
