@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,11 +80,34 @@ def check_exit_code(reports: list[GatewayReport]) -> Exit:
     return Exit.OK
 
 
+#: a one-shot run over at least this many gateways shows a progress bar (on a terminal)
+PROGRESS_MIN_GATEWAYS = 10
+
+
+@contextlib.contextmanager
+def progress(what: str, total: int) -> Iterator[Callable[..., None]]:
+    """A transient progress bar on stderr when it is a terminal; yields `advance(*_)`."""
+    if total < PROGRESS_MIN_GATEWAYS or not err.is_terminal:
+        yield lambda *_: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda *_: bar.advance(task)
+
+
 def run_check(fleet: Fleet, settings: Settings) -> list[GatewayReport]:
     identity = load_or_create_identity(settings.state_dir)
-    return asyncio.run(
-        check_fleet(fleet.gateways, identity, concurrency=settings.check_concurrency)
-    )
+    with progress("checking gateways", len(fleet.gateways)) as advance:
+        return asyncio.run(
+            check_fleet(
+                fleet.gateways,
+                identity,
+                concurrency=settings.check_concurrency,
+                on_done=advance,
+            )
+        )
 
 
 @app.command()
@@ -133,9 +156,13 @@ def heal(
     with redis_url_for(settings) as url:
         engine = build_engine(settings, url, fleet_path=Path(chosen.path), dry_run=dry_run)
         try:
-            actions = heal_fleet(
-                engine, [g.name for g in chosen.gateways], concurrency=settings.check_concurrency
-            )
+            with progress("healing gateways", len(chosen.gateways)) as advance:
+                actions = heal_fleet(
+                    engine,
+                    [g.name for g in chosen.gateways],
+                    concurrency=settings.check_concurrency,
+                    on_done=advance,
+                )
         finally:
             engine.store.close()
     reports = run_check(chosen, settings)

@@ -151,13 +151,22 @@ async def check_gateway(
 
 
 async def check_fleet(
-    specs: Sequence[GatewaySpec], identity: DeviceIdentity | None, *, concurrency: int = 32
+    specs: Sequence[GatewaySpec],
+    identity: DeviceIdentity | None,
+    *,
+    concurrency: int = 32,
+    on_done: Callable[[GatewayReport], None] | None = None,
 ) -> list[GatewayReport]:
-    """Reports for every gateway, scanned in parallel (bounded), in fleet order."""
+    """Reports for every gateway, scanned in parallel (bounded), in fleet order.
+
+    `on_done` is called as each gateway finishes (progress bars)."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(spec: GatewaySpec) -> GatewayReport:
         async with gate:
-            return await check_gateway(spec, identity)
+            report = await check_gateway(spec, identity)
+        if on_done is not None:
+            on_done(report)
+        return report
 
     return list(await asyncio.gather(*(one(s) for s in specs)))

@@ -75,7 +75,6 @@ class Verdict:
 _Decision = tuple[VerdictKind, str]
 
 _new_verdict = object.__new__
-_IDLE = VerdictKind.IDLE
 
 
 def _verdict(
@@ -156,18 +155,9 @@ def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: P
                 age_ms,
                 quiet_ms,
             )
-        # the common case, built inline (see `_verdict`)
-        v = _new_verdict(Verdict)
-        d = v.__dict__
-        d["key"] = row.key
-        d["kind"] = _IDLE
-        d["reason"] = f"not running (status {status or 'absent'})"
-        d["age_s"] = None if age_ms is None else round(age_ms / 1000, 3)
-        d["quiet_s"] = None if quiet_ms is None else round(quiet_ms / 1000, 3)
-        d["session_id"] = row.session_id
-        d["started_at_ms"] = started
-        d["run_ids"] = row.active_run_ids or ()
-        return v
+        return _verdict(
+            row, VerdictKind.IDLE, f"not running (status {status or 'absent'})", age_ms, quiet_ms
+        )
 
     if gateway.reports_active_runs:
         kind, reason = _classify_with_active_runs(row, gateway, policy, age_ms, quiet_ms)

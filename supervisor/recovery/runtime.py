@@ -176,8 +176,23 @@ def run_ladder(engine: Engine, gateway: str, *, only_key: str | None = None) -> 
     return actions
 
 
-def heal(engine: Engine, gateways: Sequence[str], *, concurrency: int = 8) -> list[StepResult]:
-    """`run_ladder` over many gateways, a few at a time; actions in fleet order."""
+def heal(
+    engine: Engine,
+    gateways: Sequence[str],
+    *,
+    concurrency: int = 8,
+    on_done: Callable[[str], None] | None = None,
+) -> list[StepResult]:
+    """`run_ladder` over many gateways, a few at a time; actions in fleet order.
+
+    `on_done(gateway)` is called as each gateway finishes (progress bars)."""
+
+    def one(name: str) -> list[StepResult]:
+        actions = run_ladder(engine, name)
+        if on_done is not None:
+            on_done(name)
+        return actions
+
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(gateways) or 1))) as pool:
-        results = list(pool.map(lambda name: run_ladder(engine, name), gateways))
+        results = list(pool.map(one, gateways))
     return [action for actions in results for action in actions]

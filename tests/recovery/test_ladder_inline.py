@@ -250,3 +250,14 @@ def test_boot_grace_leaves_a_fresh_boot_to_the_gateway(rig: Rig) -> None:
 
 def test_steps_never_use_a_step_for_something_else() -> None:
     assert {s.value for s in Step} == {"abort", "reset", "verify", "escalate"}
+
+
+def test_heal_reports_progress_once_per_gateway(rig: Rig) -> None:
+    from supervisor.recovery.runtime import heal
+
+    for name in ("g1", "g2", "g3"):
+        rig.gateway(name).add_zombie("agent:main:z")
+    done: list[str] = []
+    actions = heal(rig.engine(), ["g1", "g2", "g3"], on_done=done.append)
+    assert sorted(done) == ["g1", "g2", "g3"]
+    assert [a.gateway for a in actions if a.outcome == "healed"] == ["g1", "g2", "g3"]
