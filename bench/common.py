@@ -180,36 +180,57 @@ def group_pids(pgid: int) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds used by a set of process groups between two readings.
+    """CPU seconds used by labelled sets of processes between two readings.
 
-    Processes are tracked by pid: one that exits between readings loses its last slice, so the
-    sampler should read often enough (`sample()` every second or so) to see new children.
+    Each label maps to a function listing its live pids (a process group, or one pid).
+    Processes are tracked by pid: one that exits between readings loses its last slice, so
+    sample often (every second or so) to see short-lived children.
     """
 
-    def __init__(self, groups: dict[str, int]) -> None:
-        self.groups = groups
+    def __init__(self, pids: dict[str, Callable[[], list[int]]]) -> None:
+        self.pids = pids
         self._first: dict[tuple[str, int], float] = {}
         self._last: dict[tuple[str, int], float] = {}
+        self._sampled = False
 
     def sample(self) -> None:
-        for label, pgid in self.groups.items():
-            for pid in group_pids(pgid):
+        for label, list_pids in self.pids.items():
+            for pid in list_pids():
                 used = cpu_seconds(pid)
-                self._first.setdefault((label, pid), used)
+                # a process born after the first sample counts from its start
+                self._first.setdefault((label, pid), 0.0 if self._sampled else used)
                 self._last[(label, pid)] = used
+        self._sampled = True
 
     def reset(self) -> None:
+        """Start counting from the last sample."""
         self._first = dict(self._last)
 
     def used(self) -> dict[str, float]:
-        out = dict.fromkeys(self.groups, 0.0)
+        out = dict.fromkeys(self.pids, 0.0)
         for (label, pid), last in self._last.items():
-            out[label] += last - self._first.get((label, pid), last)
+            out[label] += last - self._first.get((label, pid), 0.0)
         return out
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages (a prefork pool's copy-on-write) split by sharers."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def group_rss(pgid: int) -> int:
+    """Resident memory of a whole process group, summed (shared pages counted per process)."""
     return sum(rss_bytes(pid) for pid in group_pids(pgid))
+
+
+def group_pss(pgid: int) -> int:
+    return sum(pss_bytes(pid) for pid in group_pids(pgid))
 
 
 # -- child processes -------------------------------------------------------------------------

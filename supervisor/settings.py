@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     paging_tick_s: float = Field(
         30.0, gt=0, description="How often beat re-notifies and redelivers pages (paging tick)."
     )
+    max_step_deliveries: int = Field(
+        3,
+        ge=1,
+        description="A step task delivered more often than this (it keeps crashing its "
+        "worker) is given up and its session escalated.",
+    )
     lease_ttl_s: float = Field(
         300.0, gt=0, description="Lease on one session during one recovery attempt."
     )

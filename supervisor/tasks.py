@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Task
 
+from supervisor import failpoints
 from supervisor.app import app
 from supervisor.core.ladder import Step
 from supervisor.errors import ConfigError, StateError
@@ -85,39 +86,46 @@ def scan_gateway(gateway: str) -> dict[str, Any]:
     }
 
 
-def _run(step: Step, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+def _run(task: Task, step: Step, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     attempt = AttemptRef.model_validate(ref)
     if (attempt.gateway, attempt.key) != (gateway, key):
         raise ValueError("the task's gateway/key do not match its attempt")
-    result = Steps(get_engine()).run(step, attempt)
+    engine = get_engine()
+    steps = Steps(engine)
+    deliveries = engine.store.episodes.count_delivery(str(task.request.id))
+    if deliveries > get_settings().max_step_deliveries:
+        result = steps.give_up(step, attempt, deliveries)
+    else:
+        result = steps.run(step, attempt)
     doc = result.action()
     if result.next is not None:
         doc["next"] = {"step": result.next.step.value, "task_id": enqueue(result.next)}
+    failpoints.hit("before_ack", step.value)
     return doc
 
 
-@app.task(name="supervisor.abort_session")
-def abort_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+@app.task(name="supervisor.abort_session", bind=True)
+def abort_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     """Abort: evidence on a zombie ("no-active-run"), the stop of an overdue live run."""
-    return _run(Step.ABORT, gateway, key, ref)
+    return _run(self, Step.ABORT, gateway, key, ref)
 
 
-@app.task(name="supervisor.reset_session")
-def reset_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+@app.task(name="supervisor.reset_session", bind=True)
+def reset_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     """Reset the lane (`sessions.reset`, or `/new` where reset is missing or forbidden)."""
-    return _run(Step.RESET, gateway, key, ref)
+    return _run(self, Step.RESET, gateway, key, ref)
 
 
-@app.task(name="supervisor.verify_session")
-def verify_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+@app.task(name="supervisor.verify_session", bind=True)
+def verify_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     """Read the session again: healed, or the attempt was ineffective."""
-    return _run(Step.VERIFY, gateway, key, ref)
+    return _run(self, Step.VERIFY, gateway, key, ref)
 
 
-@app.task(name="supervisor.escalate_session")
-def escalate_session(gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+@app.task(name="supervisor.escalate_session", bind=True)
+def escalate_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     """Attempts exhausted: page once and keep hands off until it heals or is cleared."""
-    return _run(Step.ESCALATE, gateway, key, ref)
+    return _run(self, Step.ESCALATE, gateway, key, ref)
 
 
 STEP_TASKS: dict[Step, Task] = {

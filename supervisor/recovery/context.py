@@ -123,6 +123,9 @@ class Engine:
         self.paging: PagingPager | None = None
         self.clock = clock
         self.owner_prefix = owner_prefix
+        #: how long a redelivered step waits for another delivery's answer (None: call
+        #: timeout + 5 s, the longest a live delivery can still be sending)
+        self.claim_wait_s: float | None = None
         self._durable_checked = 0.0
         self._durable_problems: list[str] = []
 

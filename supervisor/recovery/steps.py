@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from supervisor import metrics
+from supervisor import failpoints, metrics
 from supervisor.core.detect import Verdict, VerdictKind, classify
 from supervisor.core.ladder import Binding, Step, compare
 from supervisor.errors import (
@@ -53,6 +53,18 @@ class _Stop(Exception):
         self.outcome = outcome
         self.detail = detail
         self.release = release
+
+
+class _Resume(Exception):
+    """Another delivery of this step claimed it; `answer` is what it got (None: unknown)."""
+
+    def __init__(self, answer: str | None) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+class _Healed(Exception):
+    """The session is healthy already: go straight to verify, which closes the episode."""
 
 
 def _lease(engine: Engine, ref: AttemptRef) -> Lease:
@@ -97,6 +109,10 @@ class Steps:
                 result = self._escalate(ref)
             else:
                 result = asyncio.run(handlers[step](ref))
+        except _Healed as healed:
+            result = self._result(
+                ref, step, "healed_before", str(healed), NextStep(step=Step.VERIFY, ref=ref)
+            )
         except _Stop as stop:
             if stop.release:
                 self._release(ref)
@@ -183,13 +199,19 @@ class Steps:
     async def _guard(
         self, client: GatewayClient, spec: GatewaySpec, ref: AttemptRef, step: Step
     ) -> Verdict:
-        """Re-read and re-bind, renew the lease, claim the step; raise _Stop otherwise."""
+        """Re-read and re-bind, renew the lease, claim the step.
+
+        Raises _Stop when the step must not act, and _Resume when another delivery of this
+        very step already acted (or may have): the step then continues from its answer, or
+        from a fresh read when the answer is unknown, and never sends again.
+        """
         now = await _reread(client, spec, ref.key)
+        failpoints.hit("after_reread", step.value)
         if now is None:
             raise _Stop("gone", "the gateway no longer lists the session")
         binding = compare(ref.detected(), now)
         if binding is Binding.HEALED:
-            raise _Stop("healed_before", f"already healthy before {step.value}: {now.reason}")
+            raise _Healed(f"already healthy before {step.value}: {now.reason}")
         if binding is Binding.CHANGED:
             raise _Stop(
                 "changed",
@@ -199,12 +221,20 @@ class Steps:
         if not ref.dry_run:
             engine.require_durable()
         engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
-        claimed = engine.store.episodes.claim_step(
-            ref.recovery_id, self._claim_name(step, ref), engine.owner_prefix + ref.recovery_id
+        failpoints.hit("after_lease", step.value)
+        name = self._claim_name(step, ref)
+        claim = engine.store.episodes.claim_step(
+            ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
         )
-        if not claimed:
-            # a redelivered copy: the first copy owns this step and the lease
-            raise _Stop("duplicate", "this step already ran for this attempt", release=False)
+        if claim.state == "done":
+            raise _Resume(claim.answer)
+        if claim.state != "new":
+            # another delivery of this step is running, or died mid-step: wait for its answer
+            wait_s = engine.claim_wait_s
+            if wait_s is None:
+                wait_s = spec.policy.call_timeout + 5
+            raise _Resume(await self._await_answer(ref, name, wait_s))
+        failpoints.hit("after_claim", step.value)
         if not ref.dry_run:
             engine.audit_strict(
                 gateway=ref.gateway,
@@ -217,6 +247,19 @@ class Steps:
             )
         return now
 
+    async def _await_answer(self, ref: AttemptRef, name: str, wait_s: float) -> str | None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            claim = self.engine.store.episodes.step_claim(ref.recovery_id, name)
+            if claim.state == "done":
+                return claim.answer
+            await asyncio.sleep(0.2)
+        return None  # its worker died after claiming: the outcome is settled by reading again
+
+    def _done(self, ref: AttemptRef, step: Step, answer: str) -> None:
+        failpoints.hit("after_act", step.value)
+        self.engine.store.episodes.finish_step(ref.recovery_id, self._claim_name(step, ref), answer)
+
     @staticmethod
     def _claim_name(step: Step, ref: AttemptRef) -> str:
         return f"{step.value}-probe" if ref.probed and step is Step.ABORT else step.value
@@ -226,16 +269,36 @@ class Steps:
     async def _abort(self, ref: AttemptRef) -> StepResult:
         spec = self.engine.spec(ref.gateway)
         async with GatewayClient(spec, self.engine.identity) as client:
-            await self._guard(client, spec, ref, Step.ABORT)
+            try:
+                await self._guard(client, spec, ref, Step.ABORT)
+            except _Resume as resume:
+                return self._after_abort(ref, resume.answer, resumed=True)
             if ref.dry_run:
                 answer = "dry_run"
             else:
                 payload = await client.call("sessions.abort", {"key": ref.key})
                 answer = str(payload.get("status")) if isinstance(payload, dict) else "?"
+            self._done(ref, Step.ABORT, answer)
         return self._after_abort(ref, answer)
 
-    def _after_abort(self, ref: AttemptRef, answer: str) -> StepResult:
+    def _after_abort(
+        self, ref: AttemptRef, answer: str | None, *, resumed: bool = False
+    ) -> StepResult:
         delay = self.engine.verify_delay_s
+        if answer is None:
+            # a delivery of this step died after claiming it: never abort again blindly.
+            # A zombie goes on to reset (its guard reads again); an overdue run to verify.
+            nxt_step = Step.RESET if ref.verdict == VerdictKind.ZOMBIE.value else Step.VERIFY
+            return self._result(
+                ref, Step.ABORT, "resumed", "an earlier delivery claimed this abort and died; "
+                "not sending it again", NextStep(step=nxt_step, ref=ref, delay_s=delay),
+            )  # fmt: skip
+        if resumed:
+            result = self._after_abort(ref, answer)
+            return result.model_copy(
+                update={"outcome": "resumed", "detail": f"already answered {answer!r}; "
+                        + result.detail}
+            )  # fmt: skip
         if answer == "dry_run":
             nxt_step = Step.RESET if ref.verdict == VerdictKind.ZOMBIE.value else Step.VERIFY
             return self._result(
@@ -267,9 +330,17 @@ class Steps:
         spec = self.engine.spec(ref.gateway)
         delay = self.engine.verify_delay_s
         async with GatewayClient(spec, self.engine.identity) as client:
-            await self._guard(client, spec, ref, Step.RESET)
             nxt = NextStep(step=Step.VERIFY, ref=ref, delay_s=delay)
+            try:
+                await self._guard(client, spec, ref, Step.RESET)
+            except _Resume as resume:
+                return self._result(
+                    ref, Step.RESET, "resumed",
+                    f"an earlier delivery already sent it ({resume.answer or 'answer unknown'})",
+                    nxt,
+                )  # fmt: skip
             if ref.dry_run:
+                self._done(ref, Step.RESET, "dry_run")
                 return self._result(ref, Step.RESET, "would_reset", "dry run: nothing sent", nxt)
             assert client.hello is not None
             scopes = client.hello.scopes
@@ -285,14 +356,17 @@ class Steps:
                 return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
             except GatewayCallError as exc:
                 if exc.reason == "session-changed":
+                    self._done(ref, Step.RESET, "session-changed")
                     raise _Stop("changed", "the gateway refused: the session id changed") from exc
                 raise
+            self._done(ref, Step.RESET, "reset")
         return self._result(ref, Step.RESET, "reset", "sessions.reset accepted", nxt)
 
     async def _send_new(
         self, client: GatewayClient, ref: AttemptRef, nxt: NextStep, why: str
     ) -> StepResult:
         await client.call("sessions.send", {"key": ref.key, "message": "/new"})
+        self._done(ref, Step.RESET, "new_sent")
         return self._result(ref, Step.RESET, "new_sent", f"{why}; sent /new instead", nxt)
 
     # -- verify ------------------------------------------------------------------------------
@@ -306,12 +380,7 @@ class Steps:
             self.finish_healed(ref.gateway, ref.key, ref.session_id, ref=ref)
             return self._result(ref, Step.VERIFY, "healed", why)
         same = compare(ref.detected(), now) is Binding.SAME
-        if (
-            same
-            and ref.verdict == VerdictKind.LIVE_OVERDUE.value
-            and ref.after == "aborted"
-            and not ref.probed
-        ):
+        if same and ref.verdict == VerdictKind.LIVE_OVERDUE.value and not ref.probed:
             # 2026.3.24 leaves the row `running` after aborting a live run: probe it
             nxt = ref.model_copy(update={"probed": True, "after": None})
             return self._result(
@@ -345,6 +414,23 @@ class Steps:
             metrics.resolved("session")
             self.engine.pager.resolve(session_dedup_key(gateway, key), gateway=gateway, key=key)
         return was_escalated
+
+    def give_up(self, step: Step, ref: AttemptRef, deliveries: int) -> StepResult:
+        """A step that crashed its worker `deliveries` times: stop redelivering, escalate once.
+
+        With acks_late and reject_on_worker_lost Celery redelivers such a task forever
+        (celery #9082); the cap is ours.
+        """
+        why = f"{step.value} crashed its worker {deliveries - 1} time(s); giving up on it"
+        self._release(ref)
+        self._record_error(ref, why)
+        self.engine.audit(
+            gateway=ref.gateway, key=ref.key, verdict=ref.verdict, step=step.value,
+            outcome="abandoned", detail=why, recovery_id=ref.recovery_id,
+        )  # fmt: skip
+        metrics.action(step.value, "abandoned")
+        escalated = self.run(Step.ESCALATE, ref)
+        return escalated.model_copy(update={"detail": f"{why}; {escalated.detail}"})
 
     # -- escalate ----------------------------------------------------------------------------
 

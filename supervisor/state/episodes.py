@@ -41,6 +41,24 @@ class OpenEpisode(BaseModel):
     recovery_id: str | None = None
 
 
+class StepClaim(BaseModel):
+    """Where one step of one attempt stands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: str  # new | started | done | missing
+    answer: str | None = None
+
+    @classmethod
+    def parse(cls, value: object) -> StepClaim:
+        if value is None:
+            return cls(state="missing")
+        kind, _, rest = str(value).partition("|")
+        if kind == "done":
+            return cls(state="done", answer=rest)
+        return cls(state="started")
+
+
 class GatewayState(BaseModel):
     """What the last scans of one gateway learned (for boot sweeps, breakers and `status`)."""
 
@@ -97,11 +115,38 @@ class Episodes:
 
     # -- step claims -------------------------------------------------------------------------
 
-    def claim_step(self, recovery_id: str, step: str, owner: str) -> bool:
-        """True for exactly one caller per (recovery id, step)."""
+    def claim_step(self, recovery_id: str, step: str, owner: str) -> StepClaim:
+        """Claim one step of one attempt: `new` for exactly one caller; the others learn
+        whether it is `done` (and its answer) or only `started` (running, or its worker died)."""
         redis_key = self._keys.step_claim(recovery_id, step)
         with translate_errors(self._where, f"claim {redis_key}"):
-            return bool(self._client.set(redis_key, owner, nx=True, ex=self._claim_ttl_s))
+            if self._client.set(redis_key, f"started|{owner}", nx=True, ex=self._claim_ttl_s):
+                return StepClaim(state="new")
+            value = self._client.get(redis_key)
+        return StepClaim.parse(value)
+
+    def step_claim(self, recovery_id: str, step: str) -> StepClaim:
+        redis_key = self._keys.step_claim(recovery_id, step)
+        with translate_errors(self._where, f"read {redis_key}"):
+            return StepClaim.parse(self._client.get(redis_key))
+
+    def finish_step(self, recovery_id: str, step: str, answer: str) -> None:
+        """Record what the gateway answered, for a redelivered copy to resume from."""
+        redis_key = self._keys.step_claim(recovery_id, step)
+        with translate_errors(self._where, f"write {redis_key}"):
+            self._client.set(redis_key, f"done|{answer}", ex=self._claim_ttl_s)
+
+    def count_delivery(self, task_id: str) -> int:
+        """How often this task has started (a redelivered task counts again)."""
+        redis_key = self._keys.step_claim(task_id, "deliveries")
+        with (
+            translate_errors(self._where, f"count {redis_key}"),
+            self._client.pipeline(transaction=True) as pipe,
+        ):
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, self._claim_ttl_s)
+            count, _ = pipe.execute()
+        return int(count)
 
     # -- gateway state -----------------------------------------------------------------------
 

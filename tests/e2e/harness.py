@@ -631,6 +631,8 @@ class RealGateway:
         #: wall seconds of each start, from spawn to a working sessions.list
         self.start_seconds: list[float] = []
         self.boots = 0
+        #: (key, run id) of sends the gateway answered `started` but never ran
+        self.lost_sends: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
         return f"RealGateway({self.name!r}, {self.version}, port={self.port})"
@@ -932,6 +934,48 @@ class RealGateway:
 
     # making sessions
 
+    async def deliver(
+        self,
+        client: GatewayClient,
+        key: str,
+        message: str,
+        *,
+        timeout: float = 60.0,
+        lost_after: float = 4.0,
+        attempts: int = 3,
+    ) -> str:
+        """Send `message` (it must contain `[key]`) and wait until its turn reached the model.
+
+        2026.3.24 sometimes drops a `sessions.send` that it answered `started` (no run, nothing
+        in the transcript, no log line), seen when sends to several new sessions follow each
+        other closely. A send whose row shows no run started since it was sent, `lost_after`
+        seconds later, is sent again (recorded in `lost_sends`). Returns the delivered run id.
+        """
+        tag = f"[{key}]"
+        if tag not in message:
+            raise HarnessError(f"deliver: the message must contain {tag!r} to be recognised")
+        for _ in range(attempts):
+            already = sum(tag in r.prompt for r in self.model.requests())
+            sent_ms = client.gateway_now_ms()
+            run_id = await send_message(client, key, message)
+            sent = time.monotonic()
+            while True:
+                if sum(tag in r.prompt for r in self.model.requests()) > already:
+                    return run_id
+                waited = time.monotonic() - sent
+                if waited > timeout:
+                    raise HarnessError(
+                        f"{self}: the turn sent to {key} never reached the model in {timeout:g}s"
+                    )
+                if waited > lost_after:
+                    row = (await list_raw_rows(client)).get(key) or {}
+                    started = row.get("startedAt")
+                    if not isinstance(started, int | float) or started < sent_ms - 1000:
+                        self.lost_sends.append((key, run_id))
+                        break
+                await asyncio.sleep(0.1)
+        raise HarnessError(f"{self}: {attempts} sends to {key} were all dropped by the gateway")
+
     def make_idle(self, *names: str, timeout: float = 60.0) -> list[str]:
         """Sessions whose one normal turn finished (verdict `idle`); returns their keys."""
         keys = [session_key(n) for n in names]
@@ -940,7 +984,7 @@ class RealGateway:
             async with self.client() as client:
                 for key in keys:
                     await create_session(client, key)
-                    await send_message(client, key, f"[{key}] hello, answer briefly")
+                    await self.deliver(client, key, f"[{key}] hello, answer briefly")
                 await wait_for_rows(
                     client,
                     lambda rows: all(_finished(rows.get(k)) for k in keys),
@@ -959,12 +1003,12 @@ class RealGateway:
             async with self.client() as client:
                 for key in keys:
                     await create_session(client, key)
-                    await send_message(client, key, f"[{key}] please wait: {HANG_MARKER}")
+                    await self.deliver(client, key, f"[{key}] please wait: {HANG_MARKER}")
                 await wait_for_rows(
                     client,
                     lambda rows: all(_running(rows.get(k)) for k in keys),
                     timeout=timeout,
-                    what=f"runs of {keys} to start",
+                    what=f"runs of {keys} to show as running",
                 )
 
         self._run(go())

@@ -185,8 +185,28 @@ def test_a_redelivered_step_does_nothing(rig: Rig) -> None:
     steps = Steps(engine)
     a = steps.run(first.step, first.ref)
     again = steps.run(first.step, first.ref)
-    assert (a.outcome, again.outcome) == ("no_active_run", "duplicate")
+    # the copy does not send again; it carries on from the recorded answer
+    assert (a.outcome, again.outcome) == ("no_active_run", "resumed")
+    assert again.next is not None and again.next.step is Step.RESET
     assert gw.mutation_count("agent:main:z", "sessions.abort") == 1
+    steps.run(again.next.step, again.next.ref)
+    steps.run(again.next.step, again.next.ref)
+    assert gw.mutation_count("agent:main:z", "sessions.reset") == 1
+
+
+def test_a_step_whose_worker_died_after_claiming_is_not_sent_again(rig: Rig) -> None:
+    gw = rig.gateway("gw", "2026.9.6")
+    gw.add_zombie("agent:main:z")
+    engine = rig.engine()
+    engine.claim_wait_s = 0.3
+    (first,) = Scanner(engine).scan("gw").starts
+    # a first delivery claimed the abort, maybe sent it, and was killed before recording
+    rig.store.episodes.claim_step(first.ref.recovery_id, "abort", "dead-worker")
+    result = Steps(engine).run(first.step, first.ref)
+    assert result.outcome == "resumed" and "not sending it again" in result.detail
+    assert gw.mutation_count("agent:main:z", "sessions.abort") == 0
+    assert result.next is not None
+    assert Steps(engine).run(result.next.step, result.next.ref).outcome == "reset"
 
 
 def test_a_session_that_changed_after_detection_is_left_alone(rig: Rig) -> None:

@@ -1,0 +1,37 @@
+"""Named points in our own code where a chaos test can kill the process (SIGKILL).
+
+Off unless `SUPERVISOR_FAILPOINT` names a point (optionally `point:step`, e.g.
+`after_act:reset`). With `SUPERVISOR_FAILPOINT_ONCE=<file>` it fires once across all
+processes (the first to create the file dies), so a redelivered copy runs on; without it the
+point fires every time (a step that always crashes its worker). Reading two environment
+variables is all it costs when off.
+
+Points, in the order a mutating step meets them: after_reread, after_lease, after_claim,
+after_act (the gateway answered, the answer not yet recorded), before_ack (the task finished
+and enqueued its follow-up, not yet acknowledged).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("after_reread", "after_lease", "after_claim", "after_act", "before_ack")
+
+
+def hit(point: str, step: str | None = None) -> None:
+    """Die here if this point (and step) is armed."""
+    armed = os.environ.get("SUPERVISOR_FAILPOINT")
+    if not armed:
+        return
+    name, _, only_step = armed.partition(":")
+    if name != point or (only_step and only_step != step):
+        return
+    once = os.environ.get("SUPERVISOR_FAILPOINT_ONCE")
+    if once:
+        try:
+            fd = os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
