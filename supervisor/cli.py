@@ -268,6 +268,24 @@ def status(
     return 0
 
 
+def _audit_operator(
+    store: Any, gateway: str, key: str | None, step: str, outcome: str, detail: str
+) -> None:
+    """Audit what an operator did from the command line."""
+    from supervisor.state import AuditRecord
+
+    store.audit.append(
+        AuditRecord(
+            ts_ms=int(time.time() * 1000),
+            gateway=gateway,
+            key=key,
+            step=step,
+            outcome=outcome,
+            detail=f"{detail} (by an operator)",
+        )
+    )
+
+
 @contextlib.contextmanager
 def _incidents(settings: Settings) -> Iterator[tuple[Any, Any]]:
     """The incident store on the configured (or embedded) Redis."""
@@ -306,7 +324,6 @@ def silence(
 ) -> int:
     """Suppress paging (and with --actions, recovery) for a gateway or one session."""
     from supervisor.durations import parse_duration
-    from supervisor.state import AuditRecord
 
     try:
         seconds = parse_duration(duration)
@@ -315,16 +332,10 @@ def silence(
     settings = Settings()
     with _incidents(settings) as (store, st):
         made = store.silence(target, seconds, reason or "no reason given", also_actions=actions)
-        st.audit.append(
-            AuditRecord(
-                ts_ms=int(time.time() * 1000),
-                gateway=made.gateway,
-                key=made.key,
-                step="silence",
-                outcome="silenced" + ("_with_actions" if actions else ""),
-                detail=f"for {duration}: {made.reason}",
-            )
-        )
+        _audit_operator(
+            st, made.gateway, made.key, "silence",
+            "silenced" + ("_with_actions" if actions else ""), f"for {duration}: {made.reason}",
+        )  # fmt: skip
     err.print(f"silenced {made.target} for {duration}" + (" (actions too)" if actions else ""))
     return 0
 
@@ -335,23 +346,13 @@ def unsilence(
 ) -> int:
     """Lift a silence before it expires."""
     from supervisor.escalation.silences import parse_target
-    from supervisor.state import AuditRecord
 
     settings = Settings()
     with _incidents(settings) as (store, st):
         lifted = store.unsilence(target)
         if lifted:
             gateway, key = parse_target(target)
-            st.audit.append(
-                AuditRecord(
-                    ts_ms=int(time.time() * 1000),
-                    gateway=gateway,
-                    key=key,
-                    step="silence",
-                    outcome="unsilenced",
-                    detail="lifted by an operator",
-                )
-            )
+            _audit_operator(st, gateway, key, "silence", "unsilenced", "lifted by an operator")
     err.print(f"{target}: " + ("silence lifted" if lifted else "no silence"))
     return 0 if lifted else 1
 
@@ -388,7 +389,7 @@ def clear(
 ) -> int:
     """Operator's "try again": forget the attempts and escalation of one session."""
     from supervisor.recovery.runtime import redis_url_for
-    from supervisor.state import AuditRecord, StateStore
+    from supervisor.state import StateStore
 
     settings = Settings()
     with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
@@ -399,15 +400,8 @@ def clear(
         st.attempts.clear(gateway, key, episode.session_id)
         st.attempts.clear_escalation(gateway, key, episode.session_id)
         st.episodes.close(gateway, key)
-        st.audit.append(
-            AuditRecord(
-                ts_ms=int(time.time() * 1000),
-                gateway=gateway,
-                key=key,
-                step="clear",
-                outcome="operator_cleared",
-                detail="attempts and escalation cleared by an operator",
-            )
+        _audit_operator(
+            st, gateway, key, "clear", "operator_cleared", "attempts and escalation cleared"
         )
     err.print(f"{gateway} {key}: cleared; the next scan decides afresh")
     return 0
