@@ -2,9 +2,10 @@
 
 Off unless `SUPERVISOR_FAILPOINT` names a point (optionally `point:step`, e.g.
 `after_act:reset`). With `SUPERVISOR_FAILPOINT_ONCE=<file>` it fires once across all
-processes (the first to create the file dies), so a redelivered copy runs on; without it the
-point fires every time (a step that always crashes its worker). Reading two environment
-variables is all it costs when off.
+processes (the first to create the file dies), so a redelivered copy runs on; a `{tag}` in that
+path is replaced by the caller's tag (gateway and session key), so it fires once per session
+(many sessions can each lose one worker at once). Without it the point fires every time (a step
+that always crashes its worker). Reading two environment variables is all it costs when off.
 
 Points, in the order a mutating step meets them: after_reread, after_lease, after_claim,
 after_act (the gateway answered, the answer not yet recorded), before_ack (the task finished
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import os
 import signal
+from urllib.parse import quote
 
 POINTS = ("after_reread", "after_lease", "after_claim", "after_act", "before_ack")
 
 
-def hit(point: str, step: str | None = None) -> None:
+def hit(point: str, step: str | None = None, tag: str | None = None) -> None:
     """Die here if this point (and step) is armed."""
     armed = os.environ.get("SUPERVISOR_FAILPOINT")
     if not armed:
@@ -29,6 +31,7 @@ def hit(point: str, step: str | None = None) -> None:
         return
     once = os.environ.get("SUPERVISOR_FAILPOINT_ONCE")
     if once:
+        once = once.replace("{tag}", quote(tag or "-", safe=""))
         try:
             fd = os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:

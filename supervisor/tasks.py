@@ -16,7 +16,7 @@ from typing import Any
 from celery import Task
 
 from supervisor import failpoints
-from supervisor.app import app
+from supervisor.app import VISIBILITY_TIMEOUT_S, app
 from supervisor.core.ladder import Step
 from supervisor.errors import ConfigError, StateError
 from supervisor.escalation.pager import Delivery
@@ -28,6 +28,11 @@ from supervisor.recovery.steps import Steps
 from supervisor.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+#: the longest countdown a step is sent with, whatever SUPERVISOR_VERIFY_DELAY_S says: a task
+#: whose countdown outlives the visibility timeout is delivered again and again (celery #2599);
+#: longer waits belong in Redis as a "not before" time that the scan reads
+MAX_COUNTDOWN_S = VISIBILITY_TIMEOUT_S / 10
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
@@ -55,7 +60,7 @@ def enqueue(nxt: NextStep) -> str:
     ref = nxt.ref
     result = task.apply_async(
         kwargs={"gateway": ref.gateway, "key": ref.key, "ref": ref.model_dump(mode="json")},
-        countdown=nxt.delay_s or None,
+        countdown=min(nxt.delay_s, MAX_COUNTDOWN_S) or None,
     )
     return str(result.id)
 
@@ -100,7 +105,7 @@ def _run(task: Task, step: Step, gateway: str, key: str, ref: dict[str, Any]) ->
     doc = result.action()
     if result.next is not None:
         doc["next"] = {"step": result.next.step.value, "task_id": enqueue(result.next)}
-    failpoints.hit("before_ack", step.value)
+    failpoints.hit("before_ack", step.value, f"{attempt.gateway}/{attempt.key}")
     return doc
 
 

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: how long a durability verdict on the Redis server is trusted before asking again
 DURABILITY_RECHECK_S = 60.0
+#: the one fleet-wide incident "Redis is not safe to act on" (not tied to any gateway)
+REDIS_DEDUP_KEY = "supervisor/redis"
+REDIS_FLAG = "redis_not_durable"
 
 
 class Pager(Protocol):
@@ -147,12 +150,40 @@ class Engine:
         return self.global_dry_run or spec.policy.dry_run
 
     def durability_problems(self) -> list[str]:
-        """Why the Redis server is unsafe to act on (cached for a minute); empty when safe."""
+        """Why the Redis server is unsafe to act on (cached for a minute); empty when safe.
+
+        A fresh verdict of "safe" resolves the fleet-wide escalation, if one is open."""
         now = time.monotonic()
         if now - self._durable_checked > DURABILITY_RECHECK_S or self._durable_checked == 0.0:
             self._durable_problems = self.store.check_durability()
             self._durable_checked = now
+            if not self._durable_problems and self.store.episodes.lower_flag(REDIS_FLAG):
+                self.audit(
+                    gateway="supervisor", step="resolve", outcome="redis_durable",
+                    detail="Redis keeps what we write again; acting resumes",
+                )  # fmt: skip
+                self.pager.resolve(REDIS_DEDUP_KEY, gateway="supervisor", key=None)
         return self._durable_problems
+
+    def escalate_not_durable(self, problems: list[str]) -> bool:
+        """Escalate, once for the whole fleet, that Redis is not safe to act on.
+
+        Every scan that needs to act audits its refusal; only the first (SET NX on a flag, in
+        that same Redis: a restart that forgets it escalates again) pages. True if this did."""
+        if not self.store.episodes.raise_flag(REDIS_FLAG):
+            return False
+        detail = "Redis is not safe to act on: " + "; ".join(problems)
+        self.audit(
+            gateway="supervisor", step="escalate", outcome="redis_not_durable", detail=detail
+        )
+        self.pager.trigger(
+            REDIS_DEDUP_KEY,
+            gateway="supervisor",
+            key=None,
+            kind="breaker_open",
+            details={"redis": self.store.url, "problems": "; ".join(problems)},
+        )
+        return True
 
     def require_durable(self) -> None:
         problems = self.durability_problems()

@@ -157,14 +157,17 @@ class Scanner:
             for v in scan.verdicts
             if v.needs_action and (self._only_key is None or v.key == self._only_key)
         ]
-        if needing and not dry_run:
-            problems = engine.durability_problems()
-            if problems:
-                self._act(
-                    out, name, None, "scan", "refused",
-                    "Redis is not safe to act on: " + "; ".join(problems),
-                )  # fmt: skip
-                return
+        # checked once a minute per process even when nothing needs action, so that a fixed
+        # server resolves the fleet-wide escalation without waiting for a zombie
+        problems = [] if dry_run else engine.durability_problems()
+        if needing and problems:
+            self._act(
+                out, name, None, "scan", "refused",
+                "Redis is not safe to act on: " + "; ".join(problems),
+            )  # fmt: skip
+            if engine.escalate_not_durable(problems):
+                metrics.escalated("redis_not_durable")
+            return
         for verdict in needing:
             self._decide(spec, verdict, new_boot=new_boot, dry_run=dry_run, out=out)
 

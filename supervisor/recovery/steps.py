@@ -67,6 +67,11 @@ class _Healed(Exception):
     """The session is healthy already: go straight to verify, which closes the episode."""
 
 
+def _tag(ref: AttemptRef) -> str:
+    """Which session a failpoint fires for (see `failpoints`)."""
+    return f"{ref.gateway}/{ref.key}"
+
+
 def _lease(engine: Engine, ref: AttemptRef) -> Lease:
     return Lease(
         gateway=ref.gateway,
@@ -206,7 +211,7 @@ class Steps:
         from a fresh read when the answer is unknown, and never sends again.
         """
         now = await _reread(client, spec, ref.key)
-        failpoints.hit("after_reread", step.value)
+        failpoints.hit("after_reread", step.value, _tag(ref))
         if now is None:
             raise _Stop("gone", "the gateway no longer lists the session")
         binding = compare(ref.detected(), now)
@@ -221,7 +226,7 @@ class Steps:
         if not ref.dry_run:
             engine.require_durable()
         engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
-        failpoints.hit("after_lease", step.value)
+        failpoints.hit("after_lease", step.value, _tag(ref))
         name = self._claim_name(step, ref)
         claim = engine.store.episodes.claim_step(
             ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
@@ -234,7 +239,7 @@ class Steps:
             if wait_s is None:
                 wait_s = spec.policy.call_timeout + 5
             raise _Resume(await self._await_answer(ref, name, wait_s))
-        failpoints.hit("after_claim", step.value)
+        failpoints.hit("after_claim", step.value, _tag(ref))
         if not ref.dry_run:
             engine.audit_strict(
                 gateway=ref.gateway,
@@ -257,7 +262,7 @@ class Steps:
         return None  # its worker died after claiming: the outcome is settled by reading again
 
     def _done(self, ref: AttemptRef, step: Step, answer: str) -> None:
-        failpoints.hit("after_act", step.value)
+        failpoints.hit("after_act", step.value, _tag(ref))
         self.engine.store.episodes.finish_step(ref.recovery_id, self._claim_name(step, ref), answer)
 
     @staticmethod

@@ -148,6 +148,20 @@ class Episodes:
             count, _ = pipe.execute()
         return int(count)
 
+    # -- fleet-wide flags --------------------------------------------------------------------
+
+    def raise_flag(self, name: str) -> bool:
+        """Set a fleet-wide flag; True for exactly one caller however many race (SET NX)."""
+        redis_key = self._keys.flag(name)
+        with translate_errors(self._where, f"write {redis_key}"):
+            return bool(self._client.set(redis_key, "1", nx=True))
+
+    def lower_flag(self, name: str) -> bool:
+        """Clear a fleet-wide flag; True for the one caller that found it set."""
+        redis_key = self._keys.flag(name)
+        with translate_errors(self._where, f"write {redis_key}"):
+            return bool(self._client.delete(redis_key))
+
     # -- gateway state -----------------------------------------------------------------------
 
     def gateway_state(self, gateway: str) -> GatewayState:

@@ -16,6 +16,8 @@ Layout (prefix "ls:" by default; `<x>` is a component escaped as below):
     ls:step:<recovery id>:<step>                    SET NX claim: one step of one attempt runs
                                                     once, however often Celery delivers it
     ls:gw:<gateway>                                 hash: last scan time, boot marker, counts
+    ls:flag:<name>                                  a fleet-wide condition already escalated
+                                                    (e.g. "redis_not_durable"), SET NX
     ls:incident:<dedup key>                         hash: one paging incident (open or resolving)
                                                     and its per-provider delivery state; EX
     ls:incidents:open                               zset: dedup key -> opened ms
@@ -93,6 +95,9 @@ class Keys:
 
     def gateway_state(self, gateway: str) -> str:
         return self._key("gw", gateway)
+
+    def flag(self, name: str) -> str:
+        return self._key("flag", name)
 
     def leases_of(self, gateway: str) -> str:
         """A SCAN MATCH pattern for every lease on one gateway."""

@@ -24,7 +24,8 @@ def openclaw_install() -> OpenClawInstall:
     try:
         return OpenClawInstall.locate()
     except OpenClawMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")

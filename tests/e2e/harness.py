@@ -867,7 +867,7 @@ class RealGateway:
             _LIVE.discard(self)
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self.running else self.start()
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
@@ -948,8 +948,10 @@ class RealGateway:
 
         2026.3.24 sometimes drops a `sessions.send` that it answered `started` (no run, nothing
         in the transcript, no log line), seen when sends to several new sessions follow each
-        other closely. A send whose row shows no run started since it was sent, `lost_after`
-        seconds later, is sent again (recorded in `lost_sends`). Returns the delivered run id.
+        other closely. A send whose row, `lost_after` seconds later, is neither running nor
+        shows a run started since the send is sent again (recorded in `lost_sends`). (2026.9.6
+        keeps a fresh gateway's first turn `running` with `startedAt: null` for seconds before
+        it reaches the model.) Returns the delivered run id.
         """
         tag = f"[{key}]"
         if tag not in message:
@@ -970,11 +972,25 @@ class RealGateway:
                 if waited > lost_after:
                     row = (await list_raw_rows(client)).get(key) or {}
                     started = row.get("startedAt")
-                    if not isinstance(started, int | float) or started < sent_ms - 1000:
+                    working = row.get("status") == "running" or row.get("hasActiveRun") is True
+                    ran = isinstance(started, int | float) and started >= sent_ms - 1000
+                    if not working and not ran:
                         self.lost_sends.append((key, run_id))
                         break
                 await asyncio.sleep(0.1)
         raise HarnessError(f"{self}: {attempts} sends to {key} were all dropped by the gateway")
+
+    def make_created(self, *names: str) -> list[str]:
+        """Sessions created and never sent anything (no status: verdict `idle`)."""
+        keys = [session_key(n) for n in names]
+
+        async def go() -> None:
+            async with self.client() as client:
+                for key in keys:
+                    await create_session(client, key)
+
+        self._run(go())
+        return keys
 
     def make_idle(self, *names: str, timeout: float = 60.0) -> list[str]:
         """Sessions whose one normal turn finished (verdict `idle`); returns their keys."""
@@ -1306,12 +1322,13 @@ class GatewayFactory:
 
 
 def install_sigterm_cleanup() -> None:
-    """Make SIGTERM exit through atexit (which kills every gateway) instead of dying at once."""
+    """Make SIGTERM stop the run like Ctrl-C (teardown, then atexit, kill every gateway)
+    instead of killing the test process and leaving its gateways behind."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
 
         def on_sigterm(signum: int, frame: object) -> None:
-            raise SystemExit(128 + signum)
+            raise KeyboardInterrupt(f"signal {signum}")
 
         signal.signal(signal.SIGTERM, on_sigterm)

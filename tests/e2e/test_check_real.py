@@ -2,9 +2,11 @@
 
 Each version gets one gateway holding every kind of session at once: zombies made the way
 production makes them (runs hung on the model, the gateway SIGKILLed and started again), live
-runs hung on the model since the new boot, and sessions whose turn finished. On 2026.9.6 the
-restart also replays the first interrupted session (in key order): a live run, not a zombie.
-The real CLI, as a user runs it, must call exactly the zombies `zombie`.
+runs hung on the model since the new boot, sessions whose turn finished, and more than a page of
+sessions that never ran, made last so that the zombies sit past 2026.9.6's first page of
+`sessions.list` (100 rows). On 2026.9.6 the restart also replays the first interrupted session
+(in key order): a live run, not a zombie. The real CLI, as a user runs it, must call exactly the
+zombies `zombie`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from tests.e2e.harness import (
 
 pytestmark = pytest.mark.e2e
 
+#: sessions that never ran, made after everything else: more than one page of sessions.list
+FILLERS = 105
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -39,9 +44,11 @@ class Scene:
     replaying: tuple[str, ...]
     live: tuple[str, ...]
     idle: tuple[str, ...]
+    never_ran: tuple[str, ...]
 
     def expected(self) -> dict[str, str]:
         return {
+            **dict.fromkeys(self.never_ran, "idle"),
             **dict.fromkeys(self.idle, "idle"),
             **dict.fromkeys(self.zombies, "zombie"),
             **dict.fromkeys(self.replaying, "live"),
@@ -61,6 +68,7 @@ def scene(
         idle = gateway.make_idle("healthy-1", "healthy-2")
         outcome = gateway.make_zombies("interrupted-1", "interrupted-2", "interrupted-3")
         live = gateway.make_hung("live-1", "live-2")
+        never_ran = gateway.make_created(*(f"never-ran-{i:03d}" for i in range(FILLERS)))
         fleet = write_fleet(
             tmp_path_factory.mktemp(f"fleet-{version}"),
             [gateway],
@@ -73,6 +81,7 @@ def scene(
             replaying=outcome.replaying,
             live=tuple(live),
             idle=tuple(idle),
+            never_ran=tuple(never_ran),
         )
     finally:
         gateway.stop()
@@ -100,6 +109,8 @@ def test_the_scene_is_what_each_version_makes(scene: Scene) -> None:
         assert rows[key]["status"] == "running", (key, rows[key])
     for key in scene.idle:
         assert rows[key]["status"] == "done", (key, rows[key])
+    for key in scene.never_ran:
+        assert "status" not in rows[key], (key, rows[key])
     for key in scene.zombies + scene.replaying:
         assert rows[key]["startedAt"] < boot - 5000, (key, rows[key], boot)
     for key in scene.live:
@@ -111,6 +122,9 @@ def test_the_scene_is_what_each_version_makes(scene: Scene) -> None:
             assert rows[key]["abortedLastRun"] is True
         for key in scene.replaying + scene.live:
             assert rows[key]["hasActiveRun"] is True and "activeRunIds" not in rows[key]
+        first_page = scene.gateway.call("sessions.list", {})
+        assert first_page["hasMore"] is True and first_page["limitApplied"] == 100
+        assert not {s["key"] for s in first_page["sessions"]} & set(scene.zombies)
     else:
         assert len(scene.zombies) == 3 and scene.replaying == ()
         # a zombie and a live hung run look the same there, except for startedAt
@@ -167,7 +181,7 @@ def test_check_tables_name_the_zombies(scene: Scene, tmp_path: Path) -> None:
     assert scene.gateway.name in run.stdout
     for key in scene.zombies:
         assert key in run.stdout
-    for key in scene.idle + scene.live:
+    for key in scene.idle + scene.live + scene.never_ran:
         assert key not in run.stdout  # only sessions worth a look are listed without --all
 
 
