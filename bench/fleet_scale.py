@@ -89,20 +89,15 @@ def lags(
 
 def audit_outcomes(stack: Stack) -> dict[str, int]:
     counts: dict[str, int] = {}
-    last = "-"
-    while True:
-        entries = stack.client.xrange("ls:audit", min=last, max="+", count=10_000)
-        if last != "-":
-            entries = entries[1:]
-        if not entries:
-            return counts
-        for _, fields in entries:
-            name = f"{fields.get('step')}:{fields.get('outcome')}"
-            counts[name] = counts.get(name, 0) + 1
-        last = entries[-1][0]
+    for _, fields in stack.audit():
+        name = f"{fields.get('step')}:{fields.get('outcome')}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
-def run_size(gateways: int, sessions: int, interval: float, intervals: int, work: Path) -> dict:
+def run_size(
+    gateways: int, sessions: int, interval: float, intervals: int, work: Path
+) -> dict[str, Any]:
     sim = RecordingSimulator()
     populate_bulk(sim, gateways, sessions, 0.01)
     settings = {"SUPERVISOR_BEAT_MAX_LOOP_INTERVAL_S": "1"} if interval < 5 else {}
@@ -199,7 +194,7 @@ def verdict(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(
     size: Size, out: Path, gateways: tuple[int, ...] | None = None, intervals: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     counts, sessions, interval, default_intervals = PLANS[size]
     counts = gateways or counts
     intervals = intervals or default_intervals

@@ -59,7 +59,7 @@ def die(gw: SimGateway, key: str) -> float:
 def audit_times(stack: Stack) -> dict[tuple[str, str, str], float]:
     """(gateway, key, step:outcome) -> first ts (s) of that record."""
     out: dict[tuple[str, str, str], float] = {}
-    for _, fields in stack.client.xrange("ls:audit", min="-", max="+"):
+    for _, fields in stack.audit():
         ident = (fields.get("gateway", ""), fields.get("key", ""),
                  f"{fields.get('step')}:{fields.get('outcome')}")  # fmt: skip
         out.setdefault(ident, int(fields["ts_ms"]) / 1000)

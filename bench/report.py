@@ -125,7 +125,8 @@ def growth_tables(docs: dict[str, dict[str, Any]]) -> list[str]:
         for r in doc["growth"]:
             out.append(
                 _row(r["sessions"], r["scan"]["commands"], r["scan"]["writes"],
-                     r["recovery"]["commands"], r["recovery"]["writes"], r["recovery"]["healed"])
+                     r["recovery"]["commands"], r["recovery"]["writes"],
+                     "yes" if r["recovery"]["healed"] else "no")
             )  # fmt: skip
         f = doc["figures"]
         out += [

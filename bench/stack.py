@@ -77,7 +77,7 @@ class Stack:
     """Handles on a running stack."""
 
     sim: RecordingSimulator
-    redis: EmbeddedRedis
+    valkey: EmbeddedRedis
     fleet: Path
     env: dict[str, str]
     worker_pgid: int
@@ -88,7 +88,7 @@ class Stack:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def meter(self) -> CpuMeter:
-        redis_pid = self.redis.pid
+        redis_pid = self.valkey.pid
         assert redis_pid is not None
         return CpuMeter(
             {
@@ -106,6 +106,17 @@ class Stack:
 
     def beat_rss(self) -> int:
         return group_rss(self.beat_pgid)
+
+    def audit(self) -> list[tuple[str, dict[str, str]]]:
+        """Every entry of the audit stream (`ls:audit`), oldest first."""
+        out: list[tuple[str, dict[str, str]]] = []
+        start = "-"
+        while True:
+            page: Any = self.client.xrange("ls:audit", min=start, max="+", count=10_000)
+            if not page:
+                return out
+            out += [(str(entry_id), dict(fields or {})) for entry_id, fields in page]
+            start = f"({out[-1][0]}"
 
     def redis_info(self, section: str) -> dict[str, Any]:
         info: dict[str, Any] = self.client.info(section)
@@ -154,7 +165,7 @@ def running_stack(
         say(f"  stack up: valkey {valkey.url}, worker pid {worker.pid}, beat pid {beat.pid}")
         yield Stack(
             sim=sim,
-            redis=valkey,
+            valkey=valkey,
             fleet=fleet,
             env=env,
             worker_pgid=worker.pid,

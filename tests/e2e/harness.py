@@ -13,37 +13,52 @@ What this module offers (plain Python, no pytest; the fixtures live in `tests/e2
   in its own process group, ready when its log says so and a client can list sessions. It can be
   SIGKILLed whole (its spawn broker included), restarted on the same port, and is always stopped
   at teardown (`stop()`, context manager, and an atexit sweep of every process this run started).
-  Session helpers: `make_idle`, `make_hung`, `make_zombies`, `rows`, `client`.
+  Session helpers: `make_idle`, `make_hung`, `make_zombies`, `make_created`, `deliver`, `rows`,
+  `call`, `client`; async building blocks `create_session`, `send_message`, `list_raw_rows`,
+  `wait_for_rows` for async tests.
+* `GatewayFactory`: independent gateways on demand, all stopped (and checked gone) at `close()`.
 * `write_fleet` and `run_supervisor` to run the real `python -m supervisor` CLI against them.
 
 Facts measured here (Node 24.21.0, 2 cores, offline), where they add to or differ from
 shared/openclaw-gateway.md; the real gateway wins:
 
 * `sessions.send` needs an existing session: a new key answers `INVALID_REQUEST "session not
-  found"`. Create it first with `sessions.create {key}` (both versions; it runs nothing).
+  found"`. Create it first with `sessions.create {key}` (both versions; it runs nothing and
+  leaves a row without `status`).
 * A config written before the first start is kept as is by `--dev` (no dev agent is added), so
   the agent is the default `main`: keys are `agent:main:<name>` (`agent:dev:*` is refused with
   `Agent "dev" no longer exists in configuration`). Avoid `agent:main:main`, the main session.
 * The provider is called with `POST /v1/chat/completions`, `stream: true`,
-  `stream_options.include_usage`, a ~60 KB system prompt and ~12 tools (2026.9.6).
-* 2026.9.6 is ready about 5-10 s after spawn (10 s or more when restarting with interrupted
-  turns); 2026.3.24 in about 2 s. The ready lines are `[gateway] ready` and
+  `stream_options.include_usage`, a ~60 KB system prompt and ~12 tools (2026.9.6). The replay
+  of an interrupted turn carries the original user message, so the fake hangs it again.
+* Spawn to a working listing: 2026.9.6 about 8 s (about 11-12 s when restarting with
+  interrupted turns), 2026.3.24 about 2 s. The ready lines are `[gateway] ready` and
   `[gateway] listening on ws://` (ANSI colours unless `NO_COLOR=1`).
-* 2026.3.24 runs as two processes in one group (`openclaw` parent, `openclaw-gateway` child) and
-  binds the browser-control port P+2 (disabled here with `browser.enabled: false`). 2026.9.6 runs
-  `openclaw-gateway` plus a sqlite helper in its group and a spawn broker in a group of its own;
-  all of them inherit the environment, which is how `kill()` finds the broker.
+* With `OPENCLAW_NO_RESPAWN=1`, 2026.3.24 is one `openclaw-gateway` process (without it, an
+  `openclaw` parent respawns it) and, with `browser.enabled: false`, binds only its port P
+  (else also P+2 for browser control). 2026.9.6 runs `openclaw-gateway` and a sqlite helper in
+  its group and a spawn broker in a group of its own; all inherit the environment, which is how
+  `kill()` finds the broker.
 * Both write a log file under the shared `/tmp/openclaw/` unless `logging.file` is set (it is).
 * Boot time: `snapshot.uptimeMs` counts from the process start, so on 2026.3.24 a run started
   less than `boot_margin` (5 s by default) before the kill is still classified `live` after the
   restart. `make_zombies` waits until the hung runs are old enough before killing.
-* 2026.9.6 after the restart: interrupted rows get `abortedLastRun: true`, `hasActiveRun: false`,
-  `activeRunIds: []` and a newer `updatedAt`; then one replay starts, first in key order, and
-  keeps `hasActiveRun: true`. For its first seconds that replay lists its own run id in
-  `activeRunIds` while its `startedAt` is before the boot, which is exactly the `held` shape;
-  later `activeRunIds` is omitted. `make_zombies` waits for that settled shape.
+* 2026.9.6 after the restart ("marked N startup-orphaned main session(s)"): interrupted rows get
+  `abortedLastRun: true`, `hasActiveRun: false`, `activeRunIds: []` and an `updatedAt` of the
+  new boot (so "quiet since" restarts with every boot); the one replayed, first in key order,
+  gets `hasActiveRun: true` and, until a little after the replay really starts (log line
+  "started interrupted main session", 3-5 s after the ready line), lists the replay's own run id
+  in `activeRunIds` with a `startedAt` before the boot: the very shape of `held`. Then
+  `activeRunIds` is omitted, and the rows stay so (watched for 200 s). `make_zombies` waits for
+  that settled shape. 2026.3.24 leaves the rows as they were, `updatedAt` included.
+* 2026.9.6 keeps a fresh gateway's first turn `running` with `hasActiveRun: true` and
+  `startedAt: null` for up to ~4 s before it reaches the model.
+* 2026.3.24 sometimes drops a `sessions.send` it answered `{"runId", "status": "started"}`: no
+  run, no model call, an empty `chat.history`, a row without `status`, no log line. Seen on 1 of
+  4 back-to-back create+send pairs in about half the tries, never with 1 s between sends.
+  `deliver` waits for each turn to reach the model before the next send and resends a lost one.
 * 2026.9.6 `sessions.list` returns at most 100 rows by default (`limitApplied`, `hasMore`,
-  `nextOffset`); `rows()` pages through them with `offset`.
+  `nextOffset`); `rows()` pages through them with `offset`. 2026.3.24 returns every row.
 * Startup network attempts (model catalog, pricing) fail in milliseconds offline; the update
   check is disabled (`update.checkOnStart: false`, `OPENCLAW_NO_AUTO_UPDATE=1`), heartbeats too
   (`agents.defaults.heartbeat.every: "0m"`), and Bonjour, channels and the canvas host by the
@@ -1040,7 +1055,7 @@ class RealGateway:
     def make_zombies(
         self,
         *names: str,
-        age_before_kill: float = 6.0,
+        age_before_kill: float = 6.5,
         settle_timeout: float = 90.0,
     ) -> ZombieOutcome:
         """Hang runs for `names`, SIGKILL the gateway, start it again.
@@ -1053,7 +1068,7 @@ class RealGateway:
         """
         keys = self.make_hung(*names)
         rows = self.rows()
-        newest = max(float(rows[k]["startedAt"]) for k in keys)
+        newest = max(float(rows[k].get("startedAt") or time.time() * 1000) for k in keys)
         wait = newest / 1000 + age_before_kill - time.time()
         if wait > 0:
             time.sleep(wait)
