@@ -1,0 +1,223 @@
+"""Recovery against real openclaw gateways (2026.9.6 and 2026.3.24): `heal` and `up`.
+
+The scene per version: a finished session, zombies made as production makes them (runs hung on
+the model, the gateway SIGKILLed and started again; on 2026.9.6 the first is replayed, a live
+run), and live runs hung on the model since the new boot. `heal` must clear exactly the zombies,
+after which a message to a healed session gets its answer; with a short lane timeout it also
+aborts the hung runs and clears the stale rows 2026.3.24 leaves behind. `up` must heal a fresh
+fleet of both versions within stale_after + scan_interval + 30 s, each step visible in Flower.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    VERSIONS,
+    GatewayFactory,
+    RealGateway,
+    run_supervisor,
+    wait_for_rows,
+    write_fleet,
+)
+from tests.integration.procs import base_env, free_port, process, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass(frozen=True)
+class Scene:
+    gateway: RealGateway
+    directory: Path
+    zombies: tuple[str, ...]
+    replaying: tuple[str, ...]
+    hung: tuple[str, ...]
+    idle: tuple[str, ...]
+
+    def fleet(self, **defaults: str) -> Path:
+        return write_fleet(self.directory, [self.gateway], defaults=defaults)
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def scene(
+    request: pytest.FixtureRequest,
+    real_gateways: GatewayFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Scene]:
+    gateway = real_gateways(request.param)
+    try:
+        idle = gateway.make_idle("healthy")
+        outcome = gateway.make_zombies("stuck-1", "stuck-2", "stuck-3")
+        hung = gateway.make_hung("hung-1", "hung-2")
+        yield Scene(
+            gateway=gateway,
+            directory=tmp_path_factory.mktemp(f"heal-{request.param}"),
+            zombies=outcome.zombies,
+            replaying=outcome.replaying,
+            hung=tuple(hung),
+            idle=tuple(idle),
+        )
+    finally:
+        gateway.stop()
+
+
+def heal(scene: Scene, state: Path, **defaults: str) -> tuple[int, dict[str, Any]]:
+    run = run_supervisor(
+        "heal", "--fleet", str(scene.fleet(**defaults)), "--json",
+        state_dir=state, env={"SUPERVISOR_VERIFY_DELAY_S": "0.5"},
+    )  # fmt: skip
+    doc = run.json()
+    assert isinstance(doc, dict), run.stdout + run.stderr
+    return run.returncode, doc
+
+
+def outcomes(doc: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for a in doc["actions"]:
+        if a["key"]:
+            out.setdefault(a["key"], []).append((a["step"], a["outcome"]))
+    return out
+
+
+def test_heal_clears_every_zombie_and_touches_nothing_else(scene: Scene, tmp_path: Path) -> None:
+    before = scene.gateway.rows()
+    code, doc = heal(scene, tmp_path / "state", stale_after="0s", lane_timeout="1h")
+    assert code == 0, doc
+    done = outcomes(doc)
+    assert set(done) == set(scene.zombies), done  # no action on any other session
+    for key in scene.zombies:
+        assert ("verify", "healed") in done[key], done[key]
+    after = scene.gateway.rows()
+    for key in scene.zombies:
+        assert after[key].get("status") != "running", after[key]
+    for key in scene.hung + scene.replaying:
+        assert after[key]["status"] == "running", after[key]
+        assert after[key]["startedAt"] == before[key]["startedAt"]  # the same run, untouched
+    for key in scene.idle:
+        assert after[key]["status"] == before[key]["status"] == "done"
+        assert after[key]["sessionId"] == before[key]["sessionId"]
+    verdicts = {s["key"]: s["verdict"] for s in doc["gateways"][0]["sessions"]}
+    assert all(verdicts[k] == "idle" for k in scene.zombies), verdicts
+    assert all(verdicts[k] == "live" for k in scene.hung + scene.replaying), verdicts
+
+    # the point of it all: a message to a healed session runs and gets its answer
+    key = scene.zombies[-1]
+
+    async def talk() -> None:
+        async with scene.gateway.client() as client:
+            await scene.gateway.deliver(client, key, f"[{key}] are you back? answer briefly")
+            await wait_for_rows(
+                client,
+                lambda rows: rows.get(key, {}).get("status") == "done",
+                timeout=60,
+                what=f"the turn sent to {key} after healing to finish",
+            )
+
+    scene.gateway._run(talk())
+
+
+def test_heal_with_a_short_lane_timeout_aborts_hung_runs_and_their_stale_rows(
+    scene: Scene, tmp_path: Path
+) -> None:
+    rows = scene.gateway.rows()
+    now_ms = time.time() * 1000
+    youngest = max(rows[k]["startedAt"] or now_ms for k in scene.hung)
+    time.sleep(max(0.0, 12 - (now_ms - youngest) / 1000))  # every hung run past 10 s
+    code, doc = heal(scene, tmp_path / "state", stale_after="0s", lane_timeout="10s")
+    assert code == 0, doc
+    done = outcomes(doc)
+    for key in scene.hung + scene.replaying:
+        assert ("abort", "aborted") in done[key], done[key]
+        assert ("verify", "healed") in done[key], done[key]
+        if scene.gateway.version == "2026.3.24":
+            # the abort leaves the row `running`: probed, then reset
+            assert ("abort", "no_active_run") in done[key] and ("reset", "reset") in done[key]
+    after = scene.gateway.rows()
+    assert [k for k, r in after.items() if r.get("status") == "running"] == []
+    for key in scene.idle:
+        assert key not in done
+
+
+def flower_healed(port: int, password: str) -> set[str]:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/api/tasks", auth=("admin", password), timeout=5)
+        tasks = r.json() if r.status_code == 200 else {}
+    except httpx.HTTPError:
+        return set()
+    healed = set()
+    for task in tasks.values():
+        if task.get("name") == "supervisor.verify_session" and "'healed'" in str(task["result"]):
+            healed.add(str(task.get("kwargs")))
+    return healed
+
+
+def test_up_heals_a_real_fleet_within_the_bound_each_step_in_flower(
+    real_gateways: GatewayFactory, tmp_path: Path
+) -> None:
+    gateways = [real_gateways(v) for v in VERSIONS]
+    try:
+        zombies: list[tuple[RealGateway, str]] = []
+        hung: list[tuple[RealGateway, str]] = []
+        for gw in gateways:
+            outcome = gw.make_zombies("lost-1", "lost-2")
+            zombies += [(gw, k) for k in outcome.zombies]
+            hung += [(gw, k) for k in outcome.replaying + tuple(gw.make_hung("busy"))]
+        before = {(gw.name, k): gw.rows()[k]["startedAt"] for gw, k in hung}
+        scan_s, stale_s = 5, 0
+        fleet = write_fleet(
+            tmp_path / "fleet",
+            gateways,
+            defaults={"stale_after": f"{stale_s}s", "scan_interval": f"{scan_s}s"},
+        )
+        port, password = free_port(), "e2e-flower-pw"
+        env = base_env(
+            SUPERVISOR_STATE_DIR=str(tmp_path / "state"),
+            SUPERVISOR_FLOWER_PORT=str(port),
+            SUPERVISOR_FLOWER_PASSWORD=password,
+            SUPERVISOR_METRICS_PORT=str(free_port()),
+            SUPERVISOR_FLEET_RELOAD_S="2",
+        )
+        argv = [sys.executable, "-m", "supervisor", "up", "--fleet", str(fleet)]
+        with process(argv, env, tmp_path / "up.log") as up:
+            wait_for("flower", lambda: httpx.get(
+                f"http://127.0.0.1:{port}/api/tasks", auth=("admin", password), timeout=2
+            ).status_code == 200 if _listening(port) else False, 60)  # fmt: skip
+            ready = time.monotonic()
+
+            def all_healed() -> bool:
+                seen = flower_healed(port, password)
+                return all(
+                    any(f"'{gw.name}'" in s and f"'{key}'" in s for s in seen)
+                    for gw, key in zombies
+                )
+
+            wait_for("every zombie healed in Flower", all_healed, 90, every=1)
+            took = time.monotonic() - ready
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(30) == 0
+        assert took <= stale_s + scan_s + 30, f"healed after {took:.1f}s"
+        for gw, key in zombies:
+            assert gw.rows()[key].get("status") != "running"
+        for gw, key in hung:
+            row = gw.rows()[key]
+            assert row["status"] == "running" and row["startedAt"] == before[(gw.name, key)]
+    finally:
+        for gw in gateways:
+            gw.stop()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
