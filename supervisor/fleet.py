@@ -36,6 +36,7 @@ from pydantic import (
 from supervisor.durations import Duration
 from supervisor.errors import FleetFileError
 from supervisor.escalation.config import PagingConfig, parse_paging
+from supervisor.gateway.models import ALL_SCOPES, READ_SCOPE
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -134,6 +135,11 @@ class GatewaySpec(BaseModel):
         "gateway-client/backend and cli/cli.",
     )
     client_mode: str = "backend"
+    scopes: tuple[str, ...] = Field(
+        ALL_SCOPES,
+        description="Operator scopes asked for on connect. Without operator.admin the "
+        "supervisor cannot reset a lane (nor send /new on 2026.9.6): such zombies escalate.",
+    )
     policy: Policy
     token: SecretStr = Field(exclude=True, repr=False)
 
@@ -144,6 +150,16 @@ class GatewaySpec(BaseModel):
             raise ValueError(
                 "must be 1-63 letters, digits, '.', '_' or '-' (it names Redis keys and tasks)"
             )
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in value if s not in ALL_SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scope {unknown[0]!r}; use some of {', '.join(ALL_SCOPES)}")
+        if READ_SCOPE not in value:
+            raise ValueError("operator.read is needed to list sessions")
         return value
 
     @field_validator("url")

@@ -50,6 +50,8 @@ def _default(name: str, field: FieldInfo) -> str:
         return f'`"{_duration(float(value))}"`'
     if value == {}:
         return "`{}`"
+    if isinstance(value, tuple | list):
+        return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
     return f"`{value}`"
 
 

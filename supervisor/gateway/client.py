@@ -38,7 +38,6 @@ from supervisor.errors import (
 from supervisor.fleet import GatewaySpec
 from supervisor.gateway.identity import DeviceIdentity
 from supervisor.gateway.models import (
-    ALL_SCOPES,
     READ_SCOPE,
     Hello,
     SessionRow,
@@ -103,13 +102,14 @@ class GatewayClient:
         spec: GatewaySpec,
         identity: DeviceIdentity | None,
         *,
-        scopes: tuple[str, ...] = ALL_SCOPES,
+        scopes: tuple[str, ...] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self.name = spec.name
         self._identity = identity
-        self._scopes = scopes
+        #: what we ask for: the fleet file's `scopes` (all three by default)
+        self._scopes = spec.scopes if scopes is None else scopes
         self._clock = clock
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None

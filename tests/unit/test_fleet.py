@@ -123,3 +123,13 @@ def test_duplicate_names_are_refused() -> None:
 def test_unreadable_file_is_a_fleet_error(tmp_path: Path) -> None:
     with pytest.raises(FleetFileError, match="cannot read"):
         load_fleet(tmp_path / "missing.toml")
+
+
+def test_scopes_are_checked() -> None:
+    base = '[[gateways]]\nname = "g"\nurl = "ws://h:1"\ntoken_env = "T"\n'
+    ok = parse_fleet(base + 'scopes = ["operator.read", "operator.write"]\n', "f.toml", {"T": "x"})
+    assert ok.gateways[0].scopes == ("operator.read", "operator.write")
+    with pytest.raises(FleetFileError, match="field 'scopes'.*operator.read is needed"):
+        parse_fleet(base + 'scopes = ["operator.write"]\n', "f.toml", {"T": "x"})
+    with pytest.raises(FleetFileError, match="unknown scope 'operator.root'"):
+        parse_fleet(base + 'scopes = ["operator.read", "operator.root"]\n', "f.toml", {"T": "x"})
