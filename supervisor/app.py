@@ -12,6 +12,8 @@ Broker, results, beat schedule and supervisor state all live in one Redis
   is never redelivered to a second worker while the first still runs; no countdowns at all:
   backoff is a "not before" time in Redis that the next scan reads.
 * visibility_timeout set on broker and result backend alike (celery #7651).
+* beat's Redis client retries a lost connection for about half a minute, so a Redis restart
+  does not end beat (redbeat's lock extend has no retry of its own).
 * JSON only: no pickle from a shared broker.
 * result_extended off: arguments are not copied into the result backend (they hold no secret
   anyway: tasks pass gateway names, never tokens).
@@ -25,11 +27,16 @@ from pathlib import Path
 
 from celery import Celery
 from celery.signals import setup_logging
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from supervisor.logs import setup_logging as configure_logging
 from supervisor.settings import get_settings
 
 VISIBILITY_TIMEOUT_S = 900
+#: how long beat's Redis client keeps retrying a lost connection (a Redis restart) before the
+#: error reaches beat: about 20 tries, 0.1 s apart growing to 2 s, some 35 s in all
+BEAT_REDIS_RETRY = Retry(ExponentialBackoff(cap=2.0, base=0.1), 20)
 SOFT_TIME_LIMIT_S = 90
 TIME_LIMIT_S = 120
 QUEUE = "lane-supervisor"
@@ -97,6 +104,9 @@ def make_app() -> Celery:
         redbeat_key_prefix=f"{settings.key_prefix}beat:",
         # a dead beat's successor takes over after this (redbeat's default is 25 min)
         redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        # redbeat does not retry its lock's extend: with redis-py's three quick retries a Redis
+        # restart made beat exit, and every scan with it (the chaos suite found it)
+        redbeat_redis_options={"retry": BEAT_REDIS_RETRY},
         # re-notifications and redeliveries of pages: level-triggered, like the scans
         beat_schedule={
             "paging-tick": {

@@ -51,6 +51,12 @@ class Policy(BaseModel):
         1200.0,
         description="A zombie (running, no active run) quiet for longer than this gets recovered.",
     )
+    held_after: Duration = Field(
+        600.0,
+        description="A message held behind a lane running since before the boot (verdict "
+        "held) this long means the lane is dead: it is reset (never aborted, which would drop "
+        "the message's run). A restart replay shows that shape for seconds only.",
+    )
     lane_timeout: Duration = Field(
         7200.0,
         description="A live run older than this is `live_overdue` and may be aborted. "

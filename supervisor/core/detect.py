@@ -6,7 +6,8 @@ The rules, by what the gateway can tell us (see docs in README, "How zombies are
 * gateway reports active runs (protocol >= 4 or any row carries `hasActiveRun`; 2026.9.6):
     running, hasActiveRun false, no run ids   -> zombie once quiet for stale_after, else pending
     running, hasActiveRun true, run ids known, lane started before this boot
-                                              -> held (a message waits behind the dead lane)
+                                              -> held (a message waits behind the dead lane);
+                                                 past held_after it needs action (reset only)
     running, hasActiveRun true                -> live, or live_overdue past the lane timeout
     running, hasActiveRun missing             -> unknown
 * gateway without `hasActiveRun` (2026.3.24): a live hung run and a zombie look the same, so
@@ -65,10 +66,12 @@ class Verdict:
     session_id: str | None = None
     started_at_ms: float | None = None
     run_ids: tuple[str, ...] = ()
+    #: `held` only: the message has waited past `held_after`, so the dead lane is reset
+    overdue: bool = False
 
     @property
     def needs_action(self) -> bool:
-        return self.kind in NEEDS_ACTION
+        return self.kind in NEEDS_ACTION or (self.kind is VerdictKind.HELD and self.overdue)
 
 
 #: what the rules decide for one row: its kind and the reason in words
@@ -96,6 +99,7 @@ def _verdict(
     d["session_id"] = row.session_id
     d["started_at_ms"] = row.started_at
     d["run_ids"] = row.active_run_ids or ()
+    d["overdue"] = False
     return v
 
 
@@ -163,7 +167,13 @@ def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: P
         kind, reason = _classify_with_active_runs(row, gateway, policy, age_ms, quiet_ms)
     else:
         kind, reason = _classify_by_boot_time(row, gateway, policy, age_ms, quiet_ms)
-    return _verdict(row, kind, reason, age_ms, quiet_ms)
+    verdict = _verdict(row, kind, reason, age_ms, quiet_ms)
+    if kind is VerdictKind.HELD and quiet_ms is not None and quiet_ms >= policy.held_after * 1000:
+        # a replay shows this shape for seconds after a boot; a message stuck this long is not
+        # waiting for one: the lane is dead and the message never runs (openclaw #59878)
+        verdict.__dict__["overdue"] = True
+        verdict.__dict__["reason"] = f"{reason}; quiet for {_s(quiet_ms)}, past held_after"
+    return verdict
 
 
 def _zombie(policy: Policy, quiet_ms: float | None, why: str) -> _Decision:

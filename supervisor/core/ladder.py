@@ -59,6 +59,9 @@ class Plan:
 
 def steps_for(kind: VerdictKind) -> tuple[Step, ...]:
     """The steps of one attempt for a verdict that needs action."""
+    if kind is VerdictKind.HELD:
+        # the active run is the held message: an abort would drop it, and proves nothing
+        return (Step.RESET, Step.VERIFY)
     if kind is VerdictKind.ZOMBIE:
         return (Step.ABORT, Step.RESET, Step.VERIFY)
     if kind is VerdictKind.LIVE_OVERDUE:

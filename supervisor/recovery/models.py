@@ -45,6 +45,7 @@ class AttemptRef(BaseModel):
             session_id=self.session_id,
             started_at_ms=self.started_at_ms,
             run_ids=self.run_ids,
+            overdue=self.verdict == VerdictKind.HELD.value,
         )
 
     @classmethod

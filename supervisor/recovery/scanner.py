@@ -323,4 +323,4 @@ class Scanner:
             recovery_id=ref.recovery_id,
             dry_run=dry_run or None,
         )
-        out.starts.append(NextStep(step=Step.ABORT, ref=ref))
+        out.starts.append(NextStep(step=plan.steps[0], ref=ref))

@@ -350,14 +350,26 @@ class Steps:
             assert client.hello is not None
             scopes = client.hello.scopes
             if scopes is not None and ADMIN_SCOPE not in scopes:
-                return await self._send_new(client, ref, nxt, "no operator.admin scope for reset")
+                # 2026.9.6 needs operator.admin for /new too; without it /new only queues a
+                # message behind the dead lane (measured): send nothing, let it escalate
+                self._done(ref, Step.RESET, "cannot_reset")
+                return self._result(
+                    ref, Step.RESET, "cannot_reset",
+                    "the gateway did not grant operator.admin: neither sessions.reset nor /new "
+                    "can clear this lane", nxt,
+                )  # fmt: skip
             params: dict[str, object] = {"key": ref.key}
             if client.hello.protocol >= 4 and ref.session_id:
                 # the gateway's own compare-and-set: refuses if the session id changed meanwhile
                 params["expectedSessionId"] = ref.session_id
             try:
                 await client.call("sessions.reset", params)
-            except (MethodMissing, MissingScope) as exc:
+            except MissingScope as exc:
+                if client.hello.protocol >= 4:
+                    self._done(ref, Step.RESET, "cannot_reset")
+                    return self._result(ref, Step.RESET, "cannot_reset", str(exc), nxt)
+                return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
+            except MethodMissing as exc:
                 return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
             except GatewayCallError as exc:
                 if exc.reason == "session-changed":

@@ -298,7 +298,13 @@ class Cluster:
         return proc
 
     def start_worker(
-        self, name: str, *, concurrency: int = 2, events: bool = False, wait: bool = True, **env: str
+        self,
+        name: str,
+        *,
+        concurrency: int = 2,
+        events: bool = False,
+        wait: bool = True,
+        **env: str,
     ) -> Proc:
         argv = [
             sys.executable, "-m", "celery", "-A", "supervisor.app", "worker", "-l", "INFO",

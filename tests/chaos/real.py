@@ -297,7 +297,9 @@ def beat_stop(root: Path, runs: int, lock_timeout: float = 3.0) -> Row:
         exits = 0
         for i in range(runs):
             other = "b" if holder == "a" else "a"
-            wait_for(f"beat {holder} sends tasks", lambda h=holder: SENT.search(beats[h].text()), 30)
+            wait_for(
+                f"beat {holder} sends tasks", lambda h=holder: SENT.search(beats[h].text()), 30
+            )
             time.sleep(rng.uniform(0, 1.0))
             acquired = beats[other].text().count("Acquired lock")
             os.kill(beats[holder].popen.pid, signal.SIGSTOP)
@@ -581,8 +583,10 @@ def secrets(root: Path) -> Row:
         c.spawn(
             "metrics",
             [sys.executable, "-m", "supervisor", "metrics"],
-            c.env(SUPERVISOR_METRICS_PASSWORD=METRICS_PASSWORD,
-                  SUPERVISOR_METRICS_PORT=str(metrics_port)),  # fmt: skip
+            c.env(
+                SUPERVISOR_METRICS_PASSWORD=METRICS_PASSWORD,
+                SUPERVISOR_METRICS_PORT=str(metrics_port),
+            ),  # fmt: skip
         )
         settle(c.store, stuck, timeout=60)
         assert c.pages is not None
@@ -616,8 +620,12 @@ def secrets(root: Path) -> Row:
                        _get(metrics, ("metrics", "wrong"))[0] == 401))  # fmt: skip
         audit = c.audit()
         texts = b"\n".join(bodies) + "\n".join(r.model_dump_json() for r in audit).encode()
-        checks.append(("the token-refusing gateway's error is audited",
-                       any("token" in (r.detail or "") for r in audit if r.gateway == "refuses")))
+        checks.append(
+            (
+                "the token-refusing gateway's error is audited",
+                any("token" in (r.detail or "") for r in audit if r.gateway == "refuses"),
+            )
+        )
         checks.append(("the escalation was paged", len(c.pages.triggers()) >= 2))
         hits = c.leak_hits(extra=texts)
         surfaces = len([p for p in c.root.rglob("*") if p.is_file()]) + len(bodies) + 2

@@ -119,7 +119,8 @@ def test_one_trigger_per_provider_then_one_resolve(
     assert [s for s, _ in seen["hook"]] == ["firing"]
     assert len(seen["chat"]) == 1
     assert stuck.mutation_count("agent:main:stuck", "sessions.reset") == 0  # never granted
-    assert stuck.mutation_count("agent:main:stuck", "sessions.send") == 2  # /new, twice
+    # on 2026.9.6 /new needs operator.admin too: nothing is sent that could not clear the lane
+    assert stuck.mutation_count("agent:main:stuck", "sessions.send") == 0
     # someone clears the session by hand: the next scan resolves, once, on every provider
     sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
     run_ladder(engine, "gw")

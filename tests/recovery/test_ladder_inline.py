@@ -110,7 +110,8 @@ def test_unhealable_session_escalates_once_then_hands_off_until_it_heals(rig: Ri
     gw.add_zombie("agent:main:z")
     engine = rig.engine("max_attempts = 2\n")
     first = outcomes(run_ladder(engine, "gw"))
-    assert ("agent:main:z", "reset", "new_sent") in first
+    assert ("agent:main:z", "reset", "cannot_reset") in first
+    assert gw.mutation_count("agent:main:z", "sessions.send") == 0
     assert ("agent:main:z", "verify", "ineffective") in first
     assert ("agent:main:z", "verify", "ineffective") in outcomes(run_ladder(engine, "gw"))
     third = outcomes(run_ladder(engine, "gw"))
@@ -281,3 +282,40 @@ def test_heal_reports_progress_once_per_gateway(rig: Rig) -> None:
     actions = heal(rig.engine(), ["g1", "g2", "g3"], on_done=done.append)
     assert sorted(done) == ["g1", "g2", "g3"]
     assert [a.gateway for a in actions if a.outcome == "healed"] == ["g1", "g2", "g3"]
+
+
+def test_3_24_without_reset_falls_back_to_new(rig: Rig) -> None:
+    gw = rig.gateway("gw", "2026.3.24", grant_admin=False)  # /new works with write there
+    gw.add_zombie("agent:main:z")
+    old = gw.sessions["agent:main:z"].session_id
+    steps = outcomes(run_ladder(rig.engine(), "gw"))
+    assert ("agent:main:z", "reset", "new_sent") in steps
+    assert ("agent:main:z", "verify", "healed") in steps
+    assert gw.sessions["agent:main:z"].session_id != old
+
+
+def held(rig: Rig) -> object:
+    gw = rig.gateway("gw", "2026.9.6")
+    gw.add_zombie("agent:main:z")
+    gw.add_live("agent:main:live", age_s=30)
+    # a user's message arrives: on 2026.9.6 it waits behind the dead lane (verdict held)
+    rig.sim.call(gw.handle, "sessions.send", {"key": "agent:main:z", "message": "hello?"},
+                 ["operator.write"])  # fmt: skip
+    return gw
+
+
+def test_a_fresh_held_message_is_left_alone(rig: Rig) -> None:
+    gw = held(rig)
+    assert [a for a in run_ladder(rig.engine('held_after = "10m"\n'), "gw") if a.key] == []
+    assert gw.mutation_count("agent:main:z") == 1  # only the user's own send
+
+
+def test_a_message_held_past_held_after_gets_the_lane_reset_without_an_abort(rig: Rig) -> None:
+    gw = held(rig)
+    steps = outcomes(run_ladder(rig.engine('held_after = "0s"\n'), "gw"))
+    assert steps == [
+        ("agent:main:z", "reset", "reset"),
+        ("agent:main:z", "verify", "healed"),
+    ]
+    assert gw.mutation_count("agent:main:z", "sessions.abort") == 0  # the message run kept
+    assert gw.mutation_count("agent:main:live") == 0

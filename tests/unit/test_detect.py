@@ -310,3 +310,18 @@ def test_any_row_gets_exactly_one_verdict_and_never_crashes(
     assert isinstance(v.kind, VerdictKind) and v.reason
     if raw.get("status") != "running":
         assert v.kind not in {Z.ZOMBIE, Z.ZOMBIE_PENDING, Z.LIVE_OVERDUE, Z.HELD}
+
+
+def test_held_needs_action_only_past_held_after() -> None:
+    fields = dict(
+        status="running",
+        hasActiveRun=True,
+        activeRunIds=["run-x"],
+        startedAt=BOOT - 60 * MIN,
+        updatedAt=NOW - 11 * MIN,
+    )
+    fresh = classify(row(**fields), gateway=NEW, policy=Policy(held_after=20 * 60))
+    stuck = classify(row(**fields), gateway=NEW, policy=Policy(held_after=10 * 60))
+    assert (fresh.kind, fresh.needs_action) == (Z.HELD, False)
+    assert (stuck.kind, stuck.needs_action) == (Z.HELD, True)
+    assert "past held_after" in stuck.reason and stuck.run_ids == ("run-x",)

@@ -129,7 +129,7 @@ def test_scopes_are_checked() -> None:
     base = '[[gateways]]\nname = "g"\nurl = "ws://h:1"\ntoken_env = "T"\n'
     ok = parse_fleet(base + 'scopes = ["operator.read", "operator.write"]\n', "f.toml", {"T": "x"})
     assert ok.gateways[0].scopes == ("operator.read", "operator.write")
-    with pytest.raises(FleetFileError, match="field 'scopes'.*operator.read is needed"):
+    with pytest.raises(FleetFileError, match=r"field 'scopes'.*operator\.read is needed"):
         parse_fleet(base + 'scopes = ["operator.write"]\n', "f.toml", {"T": "x"})
-    with pytest.raises(FleetFileError, match="unknown scope 'operator.root'"):
+    with pytest.raises(FleetFileError, match=r"unknown scope 'operator\.root'"):
         parse_fleet(base + 'scopes = ["operator.read", "operator.root"]\n', "f.toml", {"T": "x"})
