@@ -221,3 +221,54 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_message_held_behind_a_dead_lane_on_2026_9_6_gets_the_lane_reset(
+    real_gateways: GatewayFactory, tmp_path: Path
+) -> None:
+    from tests.e2e.harness import send_message
+
+    gateway = real_gateways("2026.9.6")
+    try:
+        (zombie,) = gateway.make_zombies("a-replayed", "b-stuck").zombies
+
+        async def user_writes() -> None:
+            async with gateway.client() as client:
+                await send_message(client, zombie, f"[{zombie}] hello? anyone?")
+                await wait_for_rows(
+                    client,
+                    lambda rows: bool(rows.get(zombie, {}).get("activeRunIds")),
+                    timeout=30,
+                    what="the message to wait behind the dead lane (held)",
+                )
+
+        gateway._run(user_writes())
+        fleet = write_fleet(tmp_path / "fleet", [gateway], defaults={"stale_after": "0s"})
+        state = tmp_path / "state"
+        fresh = run_supervisor("heal", "--fleet", str(fleet), "--json", state_dir=state).json()
+        assert [a for a in fresh["actions"] if a["key"] == zombie] == []  # held, not yet overdue
+        fleet = write_fleet(
+            tmp_path / "fleet", [gateway], defaults={"stale_after": "0s", "held_after": "0s"}
+        )
+        run = run_supervisor(
+            "heal", "--fleet", str(fleet), "--json", state_dir=state,
+            env={"SUPERVISOR_VERIFY_DELAY_S": "0.5"},
+        )  # fmt: skip
+        steps = [(a["step"], a["outcome"]) for a in run.json()["actions"] if a["key"] == zombie]
+        assert steps == [("reset", "reset"), ("verify", "healed")], run.stdout
+        row = gateway.rows()[zombie]
+        assert row.get("status") != "running" and not row.get("activeRunIds")
+
+        async def talk() -> None:
+            async with gateway.client() as client:
+                await gateway.deliver(client, zombie, f"[{zombie}] back now? answer briefly")
+                await wait_for_rows(
+                    client,
+                    lambda rows: rows.get(zombie, {}).get("status") == "done",
+                    timeout=60,
+                    what="a message after the reset to get its answer",
+                )
+
+        gateway._run(talk())
+    finally:
+        gateway.stop()
