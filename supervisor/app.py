@@ -13,7 +13,9 @@ Broker, results, beat schedule and supervisor state all live in one Redis
   backoff is a "not before" time in Redis that the next scan reads.
 * visibility_timeout set on broker and result backend alike (celery #7651).
 * beat's Redis client retries a lost connection for about half a minute, so a Redis restart
-  does not end beat (redbeat's lock extend has no retry of its own).
+  does not end beat (redbeat's lock extend has no retry of its own); a worker that loses its
+  broker connection while holding unacknowledged steps reconnects instead of exiting
+  (`_survive_broker_loss`, a kombu bug the chaos suite found).
 * JSON only: no pickle from a shared broker.
 * result_extended off: arguments are not copied into the result backend (they hold no secret
   anyway: tasks pass gateway names, never tokens).
@@ -24,7 +26,10 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import redis
 from celery import Celery
 from celery.signals import setup_logging
 from redis.backoff import ExponentialBackoff
@@ -51,6 +56,23 @@ def redis_url() -> str:
     return url.get_secret_value()
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """`url` without its password, and the password (None when it has none).
+
+    Celery masks the password of `broker_url` and `result_backend` wherever it shows its
+    configuration (`celery inspect conf`, Flower's worker pages), but not of other settings:
+    redbeat's URL goes without it, the password in redbeat's options, whose `password` key
+    Celery does mask.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    netloc = f"{user}@{host}" if user else host
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
 def use_metrics_dir(metrics_dir: Path | None) -> None:
     """Point prometheus-client's multiprocess mode at this host's subdirectory.
 
@@ -75,6 +97,10 @@ def make_app() -> Celery:
     settings = get_settings()
     use_metrics_dir(settings.metrics_dir)
     url = redis_url()
+    beat_url, beat_password = split_password(url)
+    beat_redis: dict[str, object] = {"retry": BEAT_REDIS_RETRY}
+    if beat_password is not None:
+        beat_redis["password"] = beat_password
     app = Celery("lane_supervisor", include=["supervisor.tasks"])
     transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
     app.conf.update(
@@ -100,13 +126,14 @@ def make_app() -> Celery:
         worker_hijack_root_logger=False,
         beat_scheduler="supervisor.schedule:FleetScheduler",
         beat_max_loop_interval=settings.beat_max_loop_interval_s,
-        redbeat_redis_url=url,
+        redbeat_redis_url=beat_url,
         redbeat_key_prefix=f"{settings.key_prefix}beat:",
         # a dead beat's successor takes over after this (redbeat's default is 25 min)
         redbeat_lock_timeout=settings.beat_lock_timeout_s,
         # redbeat does not retry its lock's extend: with redis-py's three quick retries a Redis
-        # restart made beat exit, and every scan with it (the chaos suite found it)
-        redbeat_redis_options={"retry": BEAT_REDIS_RETRY},
+        # restart made beat exit, and every scan with it (the chaos suite found it); the
+        # password rides here, where Celery masks it (Flower showed it in redbeat_redis_url)
+        redbeat_redis_options=beat_redis,
         # re-notifications and redeliveries of pages: level-triggered, like the scans
         beat_schedule={
             "paging-tick": {
@@ -120,6 +147,36 @@ def make_app() -> Celery:
     return app
 
 
+def _survive_broker_loss() -> None:
+    """Keep a worker alive when Redis goes away while it holds unacknowledged messages.
+
+    After a broker connection loss, kombu (5.x, Redis transport) detaches the old channels from
+    their transport, yet closing such a channel (to put its unacknowledged messages back) or
+    acknowledging a step that finished meanwhile still builds a connection pool from the
+    transport: AttributeError ("'NoneType' object has no attribute 'hostname'"/"'client'"),
+    which Celery treats as unrecoverable, so the worker exits and steps stop until something
+    restarts it. The chaos suite found both by restarting Redis under load. Raising the
+    connection error it really is lets Celery do what it does for those: log, reconnect, and
+    leave the messages in Redis's unacked index, from which they come back after the
+    visibility timeout (the periodic scan does not wait for them anyway).
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original: Any = kombu_redis.Channel._connparams
+    if getattr(original, "survives_broker_loss", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport is None or getattr(transport, "client", None) is None:
+            raise redis.ConnectionError("this channel's broker connection is gone")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams.survives_broker_loss = True  # type: ignore[attr-defined]
+    setattr(kombu_redis.Channel, "_connparams", _connparams)  # noqa: B010
+
+
+_survive_broker_loss()
 app = make_app()
 
 

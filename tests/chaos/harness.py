@@ -20,7 +20,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+from supervisor.recovery.context import Engine
+from supervisor.recovery.runtime import build_engine
 from supervisor.redis_server import EmbeddedRedis
+from supervisor.settings import Settings
 from supervisor.simulator import SimulatorServer, Version
 from supervisor.state import AuditRecord, StateStore
 from tests.chaos.oracle import CountingGateway, read_audit, redis_dump, scan_text
@@ -58,6 +61,21 @@ hmac_secret_env = "CHAOS_HMAC_SECRET"
 [paging.default_route]
 providers = ["pd", "hook"]
 """
+
+
+@contextlib.contextmanager
+def chaos_environ() -> Iterator[None]:
+    """The paging secrets in this process's environment, for engines built here."""
+    saved = {k: os.environ.get(k) for k in ("CHAOS_PD_KEY", "CHAOS_HMAC_SECRET")}
+    os.environ.update(CHAOS_PD_KEY=PD_KEY, CHAOS_HMAC_SECRET=HMAC_SECRET)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.1) -> T:
@@ -187,6 +205,8 @@ class Cluster:
         self.fleet = root / "fleet" / "fleet.toml"
         self._store: StateStore | None = None
         self.env_extra: dict[str, str] = {}
+        #: files that hold a canary on purpose (the token file): not grepped
+        self.secret_files: set[Path] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -230,39 +250,60 @@ class Cluster:
         self.sim.add(gw)
         return gw
 
-    def write_fleet(self, extra_gateway: Callable[[str], str] | None = None) -> Path:
-        directory = self.fleet.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        token = directory / "token"
+    def write_fleet(
+        self,
+        path: Path | None = None,
+        *,
+        proxy_port: int | None = None,
+        defaults: str | None = None,
+        call_timeout: str | None = None,
+        connect_timeout: str = "5s",
+    ) -> Path:
+        """A fleet file for every simulated gateway (through the proxy when given)."""
+        path = path or self.fleet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = path.parent / "token"
         token.write_text(GW_TOKEN + "\n")
         token.chmod(0o600)
-        lines = [
-            "[defaults]",
-            f'scan_interval = "{self.scan_interval}"',
-            'stale_after = "0s"',
-            f'call_timeout = "{self.call_timeout}"',
-            'connect_timeout = "5s"',
-            'backoff_base = "0s"',
-            "zombie_breaker_share = 1",
-            self.defaults,
-            "",
-        ]
+        self.secret_files.add(token)
+        settings = {
+            "scan_interval": f'"{self.scan_interval}"',
+            "stale_after": '"0s"',
+            "call_timeout": f'"{call_timeout or self.call_timeout}"',
+            "connect_timeout": f'"{connect_timeout}"',
+            "backoff_base": '"0s"',
+            "zombie_breaker_share": "1",
+        }
+        for line in (self.defaults if defaults is None else defaults).splitlines():
+            name, sep, value = line.partition("=")
+            if sep:
+                settings[name.strip()] = value.strip()
+        lines = ["[defaults]", *(f"{k} = {v}" for k, v in settings.items()), ""]
+        port = proxy_port or self.proxy_port
         for name in self.sim.gateways:
-            url = (
-                f"ws://127.0.0.1:{self.proxy_port}/{name}"
-                if self.proxy_port
-                else self.sim.url(name)
-            )
+            url = f"ws://127.0.0.1:{port}/{name}" if port else self.sim.url(name)
             lines += ["[[gateways]]", f'name = "{name}"', f'url = "{url}"', 'token_file = "token"']
-            if extra_gateway is not None:
-                lines.append(extra_gateway(name))
             lines.append("")
         assert self.pages is not None
         text = "\n".join(lines) + PAGING.format(base=self.pages.url)
-        tmp = self.fleet.with_suffix(".tmp")
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
-        tmp.replace(self.fleet)
-        return self.fleet
+        tmp.replace(path)
+        return path
+
+    def engine(
+        self, fleet: Path | None = None, *, lease_ttl_s: float = 30.0, verify_delay_s: float = 0.0
+    ) -> Engine:
+        """An engine in this process (what `heal` and each worker child build)."""
+        settings = Settings(
+            state_dir=self.root / "state",
+            key_prefix="ls:",
+            verify_delay_s=verify_delay_s,
+            lease_ttl_s=lease_ttl_s,
+        )
+        engine = build_engine(settings, self.url, fleet_path=fleet or self.fleet)
+        self.stack.callback(engine.store.close)
+        return engine
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -290,9 +331,14 @@ class Cluster:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.root,
-            )  # fmt: skip
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.root,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
@@ -307,10 +353,21 @@ class Cluster:
         **env: str,
     ) -> Proc:
         argv = [
-            sys.executable, "-m", "celery", "-A", "supervisor.app", "worker", "-l", "INFO",
-            f"--concurrency={concurrency}", "--without-mingle", "--without-gossip",
-            "--without-heartbeat", "-n", f"{name}@chaos",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "supervisor.app",
+            "worker",
+            "-l",
+            "INFO",
+            f"--concurrency={concurrency}",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-n",
+            f"{name}@chaos",
+        ]
         if events:
             argv.append("-E")
         proc = self.spawn(name, argv, self.env(**env))
@@ -332,9 +389,8 @@ class Cluster:
     def leak_hits(self, extra: bytes = b"") -> list[str]:
         """Where any canary shows up: logs, AOF and data files, every Redis key, pages."""
         hits: list[str] = []
-        skip = {self.fleet.parent / "token"}
         for path in self.root.rglob("*"):
-            if path.is_file() and path not in skip:
+            if path.is_file() and path not in self.secret_files:
                 for c in scan_text(path.read_bytes(), CANARIES):
                     hits.append(f"{c} in {path.relative_to(self.root)}")
         with contextlib.suppress(Exception):

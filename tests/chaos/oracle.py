@@ -52,7 +52,15 @@ class CountingGateway(SimGateway):
         super().__init__(*args, **kwargs)
         self.acts: list[Act] = []
         self.lists: list[float] = []  # monotonic times of sessions.list calls (scans, rereads)
+        #: rows listed with a startedAt that is not a number (unreadable)
+        self.garbage_keys: set[str] = set()
         self._lock = threading.Lock()
+
+    def row(self, s: Any) -> dict[str, Any]:
+        row = super().row(s)
+        if s.key in self.garbage_keys:
+            row["startedAt"] = "yesterday"
+        return row
 
     def handle(self, method: str, params: dict[str, Any], scopes: list[str]) -> Any:
         if method == "sessions.list":
@@ -79,9 +87,17 @@ class CountingGateway(SimGateway):
                 m = self.mutations[-1]
                 with self._lock:
                     self.acts.append(
-                        Act(self.name, m.key, method, before[0], before[1], before[2],
-                            m.outcome, time.monotonic())
-                    )  # fmt: skip
+                        Act(
+                            self.name,
+                            m.key,
+                            method,
+                            before[0],
+                            before[1],
+                            before[2],
+                            m.outcome,
+                            time.monotonic(),
+                        )
+                    )
 
     # -- scenario helpers, run on the simulator's loop thread via server.call -------------------
 
@@ -93,6 +109,10 @@ class CountingGateway(SimGateway):
         s.status, s.started_at, s.updated_at, s.ended_at = "running", now, now, None
         s.live_run, s.last_run_id, s.finishes_at, s.held_runs = run, run, None, []
         s.aborted_last_run = False
+
+    def drop(self, key: str) -> None:
+        self.sessions.pop(key, None)
+        self.garbage_keys.discard(key)
 
     def healthy(self, key: str) -> bool:
         s = self.sessions.get(key)

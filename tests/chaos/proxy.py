@@ -8,6 +8,7 @@ injector between the supervisor and the simulated gateways. Settings can change 
   to open connections): slow answers, a slow handshake.
 * `drop`: accept, then close at once without connecting upstream.
 * `blackhole`: accept and read, never connect upstream nor answer (a hang).
+* `methods` counts the requests forwarded, per method.
 * `reset_after`: methods (e.g. {"sessions.reset"}) after whose request, once it has been
   forwarded to the gateway, the client's socket is reset (RST) before any answer reaches it:
   the request was sent, its outcome is unknown to the client. `resets` counts them;
@@ -110,6 +111,8 @@ class Proxy:
         self.reset_limit: int | None = None
         self.resets = 0
         self.reset_methods: list[str] = []
+        #: requests forwarded to the gateway, per method
+        self.methods: dict[str, int] = {}
         self.connections = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,7 +160,12 @@ class Proxy:
                 while data := await reader.read(65536):
                     up_writer.write(data)
                     await up_writer.drain()
-                    if any(self._take_reset(method_of(t)) for t in frames.feed(data)):
+                    methods = [method_of(t) for t in frames.feed(data)]
+                    with self._lock:
+                        for m in methods:
+                            if m:
+                                self.methods[m] = self.methods.get(m, 0) + 1
+                    if any(self._take_reset(m) for m in methods):
                         cut.set()  # nothing more reaches the client
                         await asyncio.sleep(0.05)  # the gateway has the request
                         _reset(writer)

@@ -7,6 +7,8 @@ SIGSTOPped, Redis is SIGKILLed and restarted on its append-only file.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import random
 import re
@@ -60,9 +62,28 @@ def _sent_after(proc: Proc, since: datetime) -> int:
     return count
 
 
-def _finish(row: Row, c: Cluster, gws: list[CountingGateway], stuck: list[Stuck],
-            started: float, *, strict: bool = False) -> Row:  # fmt: skip
+CRASHES = ("Unrecoverable error", "beat raised exception")
+
+
+def _finish(
+    row: Row,
+    c: Cluster,
+    gws: list[CountingGateway],
+    stuck: list[Stuck],
+    started: float,
+    *,
+    strict: bool = False,
+    beat_exits_ok: bool = False,
+) -> Row:
     tally(row, gws, c.audit(), {(s.name, s.key) for s in stuck}, strict=strict)
+    for proc in c.procs:
+        text = proc.text()
+        for marker in CRASHES:
+            if beat_exits_ok and marker == "beat raised exception":
+                continue
+            if marker in text:
+                row.problems.append(f"{proc.name} logged {marker!r}")
+                row.survived = min(row.survived, row.runs - 1)
     row.leaks = len(hits := c.leak_hits())
     row.problems += hits
     row.seconds = time.monotonic() - started
@@ -138,6 +159,8 @@ def worker_kills(root: Path, runs: int) -> Row:
     with Cluster(root) as c:
         c.env_extra["SUPERVISOR_LEASE_TTL_S"] = "5"
         gws = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]
+        for gw in gws:
+            gw.delay_s = 0.15  # every answer takes a while: an attempt spans a second or two
         c.write_fleet()
         c.start_beat("beat")
         workers = [c.start_worker("wa"), c.start_worker("wb")]
@@ -146,7 +169,15 @@ def worker_kills(root: Path, runs: int) -> Row:
         for i in range(runs):
             batch = [add_zombie(c.sim, gw) for gw in gws]
             stuck += batch
-            time.sleep(rng.uniform(0.3, 1.6))
+            # kill once an attempt is under way, at a random moment of it
+            with contextlib.suppress(TimeoutError):
+                wait_for(
+                    "an attempt",
+                    lambda b=batch: any(c.store.leases.holder(s.name, s.key) for s in b),
+                    10,
+                    every=0.05,
+                )
+            time.sleep(rng.uniform(0.0, 1.2))
             if any(c.store.leases.holder(s.name, s.key) for s in batch):
                 in_flight += 1
             alive = [w for w in workers if w.alive]
@@ -250,7 +281,7 @@ def two_beats(root: Path, seconds: float, interval: float = 2.0) -> Row:
                 missed += int((stop - warm) / interval)
                 continue
             edges = [warm, *times, stop]
-            for a, b in zip(edges, edges[1:], strict=False):
+            for a, b in itertools.pairwise(edges):
                 worst = max(worst, b - a)
                 if b - a > interval + tolerance:
                     missed += int((b - a) // interval)
@@ -334,7 +365,7 @@ def beat_stop(root: Path, runs: int, lock_timeout: float = 3.0) -> Row:
             row.survived += ok
             holder = other
         row.notes.append(f"resumed beat exited (lock lost) {exits}/{runs} times")
-        return _finish(row, c, gws, stuck, started)
+        return _finish(row, c, gws, stuck, started, beat_exits_ok=True)
 
 
 # -- 7. Redis SIGKILL + restart ------------------------------------------------------------------
@@ -494,8 +525,10 @@ def one_page(root: Path, scans: int, random_kills: int = 1) -> Row:
     row = Row(f"12. one stuck condition, {scans} scans, worker kills")
     rng = random.Random(12)
     with Cluster(root, defaults="max_attempts = 2") as c:
-        gws = [c.gateway("na-1", "2026.9.6", grant_admin=False),
-               c.gateway("na-2", "2026.9.6", grant_admin=False)]  # fmt: skip
+        gws = [
+            c.gateway("na-1", "2026.9.6", grant_admin=False),
+            c.gateway("na-2", "2026.9.6", grant_admin=False),
+        ]
         stuck = [add_zombie(c.sim, gw) for gw in gws for _ in range(2)]
         c.write_fleet()
         c.start_beat("beat")
@@ -506,6 +539,7 @@ def one_page(root: Path, scans: int, random_kills: int = 1) -> Row:
             SUPERVISOR_FAILPOINT="before_ack:escalate",
             SUPERVISOR_FAILPOINT_ONCE=str(once / "{tag}"),
         )
+        settle(c.store, stuck, timeout=60)  # escalated: from now on every list is a scan
         lists = [len(gw.lists) for gw in gws]
         kill_at = sorted(rng.sample(range(2, max(3, scans)), random_kills))
         killed = 0
@@ -521,7 +555,6 @@ def one_page(root: Path, scans: int, random_kills: int = 1) -> Row:
                 if children:
                     os.kill(rng.choice(children), signal.SIGKILL)
                     killed += 1
-        settle(c.store, stuck, timeout=30)
         time.sleep(3)
         assert c.pages is not None
         pages = c.pages.triggers()
@@ -533,8 +566,11 @@ def one_page(root: Path, scans: int, random_kills: int = 1) -> Row:
             row.survived += ok
             if not ok:
                 row.problems.append(f"{key}: escalated {s.escalated}, pages {pages.get(key)}")
-        extra = {k: v for k, v in pages.items() if k not in {session_dedup_key(s.name, s.key)
-                                                           for s in stuck}}  # fmt: skip
+        extra = {
+            k: v
+            for k, v in pages.items()
+            if k not in {session_dedup_key(s.name, s.key) for s in stuck}
+        }
         if extra:
             row.problems.append(f"unexpected pages {extra}")
             row.survived = 0
@@ -548,8 +584,15 @@ def one_page(root: Path, scans: int, random_kills: int = 1) -> Row:
 # -- 15. secrets through the whole pipeline; Flower and metrics need credentials ----------------
 
 
-FLOWER_PAGES = ("/", "/tasks", "/workers", "/broker", "/api/tasks", "/api/workers?refresh=1",
-                "/api/queues/length", "/tasks/datatable?draw=1&start=0&length=500")  # fmt: skip
+FLOWER_PAGES = (
+    "/",
+    "/tasks",
+    "/workers",
+    "/broker",
+    "/api/tasks",
+    "/api/workers?refresh=1",
+    "/api/queues/length",
+)
 
 
 def secrets(root: Path) -> Row:
@@ -586,7 +629,7 @@ def secrets(root: Path) -> Row:
             c.env(
                 SUPERVISOR_METRICS_PASSWORD=METRICS_PASSWORD,
                 SUPERVISOR_METRICS_PORT=str(metrics_port),
-            ),  # fmt: skip
+            ),
         )
         settle(c.store, stuck, timeout=60)
         assert c.pages is not None
@@ -616,8 +659,12 @@ def secrets(root: Path) -> Row:
         bodies.append(body)
         checks.append(("/metrics with credentials answers 200", status == 200))
         checks.append(("/metrics without credentials answers 401", _get(metrics, None)[0] == 401))
-        checks.append(("/metrics with a wrong password answers 401",
-                       _get(metrics, ("metrics", "wrong"))[0] == 401))  # fmt: skip
+        checks.append(
+            (
+                "/metrics with a wrong password answers 401",
+                _get(metrics, ("metrics", "wrong"))[0] == 401,
+            )
+        )
         audit = c.audit()
         texts = b"\n".join(bodies) + "\n".join(r.model_dump_json() for r in audit).encode()
         checks.append(

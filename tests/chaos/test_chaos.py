@@ -1,0 +1,81 @@
+"""The bounded size of the chaos suite, inside the normal test command (marked integration).
+
+One test per table section; each asserts its row is clean: every run survived, no duplicate
+mutation, no wrong action, no lost audit record, no leak. The full size is
+`python -m tests.chaos --size full` (see CHAOS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from supervisor.errors import SupervisorError
+from supervisor.gateway.client import GatewayClient
+from supervisor.gateway.models import Hello
+from tests.chaos import fuzz
+from tests.chaos.oracle import Row, table
+from tests.chaos.runner import BY_ID, FAULTS, run_fault
+from tests.conftest import spec_for
+
+pytestmark = pytest.mark.integration
+
+
+def _check(rows: list[Row]) -> None:
+    text = table(rows)
+    for row in rows:
+        assert row.ok, f"{row.fault} is not clean:\n{text}\n" + "\n".join(row.problems[:20])
+
+
+@pytest.mark.parametrize("fault_id", [f.id for f in FAULTS if f.id != "13b"])
+def test_bounded(fault_id: str, tmp_path: Path) -> None:
+    _check(run_fault(BY_ID[fault_id], tmp_path, "bounded"))
+
+
+def test_bounded_fuzz_without_known_bug_inputs() -> None:
+    """13b at the bounded size; the inputs that hit the known bugs below are left to them."""
+    _check([fuzz.fuzz(BY_ID["13b"].bounded, hostile=False)])
+
+
+# -- known bugs the full run's fuzzing finds, in files this suite may not edit -------------------
+
+
+def _client() -> GatewayClient:
+    return GatewayClient(spec_for("ws://127.0.0.1:9/gw"), None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="supervisor/gateway/client.py _decode catches ValueError only: a frame nested "
+    "thousands deep raises RecursionError, not ProtocolError (fix in client.py)",
+)
+def test_deeply_nested_frame_is_a_protocol_error() -> None:
+    with pytest.raises(SupervisorError):
+        _client()._decode("[" * 5000 + "]" * 5000)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OverflowError,
+    reason="supervisor/gateway/client.py _parse_hello does float(uptimeMs) on any int: one "
+    "beyond float range raises OverflowError, not ProtocolError (fix in client.py)",
+)
+def test_hello_with_an_uptime_beyond_float_range_is_a_protocol_error() -> None:
+    with pytest.raises(SupervisorError):
+        _client()._parse_hello({"protocol": 4, "snapshot": {"uptimeMs": 10**400}}, 0.0, 1e12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(OverflowError, ValueError),
+    reason="an uptimeMs of 1e400 (JSON) gives boot_time_ms inf, and Hello.boot_marker "
+    "(supervisor/gateway/models.py), read by every scan, raises (fix: reject non-finite "
+    "uptimes in _parse_hello)",
+)
+def test_hello_with_an_infinite_uptime_gives_a_usable_boot_marker() -> None:
+    hello = _client()._parse_hello({"protocol": 4, "snapshot": {"uptimeMs": math.inf}}, 0.0, 1e12)
+    assert isinstance(hello, Hello)
+    assert hello.boot_marker is None or isinstance(hello.boot_marker, str)
