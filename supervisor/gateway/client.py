@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -92,6 +93,20 @@ def map_gateway_error(gateway: str, method: str, error: object) -> GatewayError:
         reason=str(reason) if reason is not None else None,
         retryable=bool(error.get("retryable")),
     )
+
+
+def _boot_time(uptime: object, gateway_now_ms: float) -> float | None:
+    """The boot time from `uptimeMs`, or None when it is missing or not a sane number
+    (a huge integer overflows float, 1e400 is infinite, both found by fuzzing)."""
+    if isinstance(uptime, bool) or not isinstance(uptime, int | float):
+        return None
+    try:
+        value = float(uptime)
+    except OverflowError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return gateway_now_ms - value
 
 
 class GatewayClient:
@@ -176,7 +191,8 @@ class GatewayClient:
             raise ProtocolError(self.name, "binary frame received; the protocol uses JSON text")
         try:
             frame = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: a frame nested thousands of levels deep (found by fuzzing)
             raise ProtocolError(self.name, f"malformed frame (not JSON): {raw[:80]!r}") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise ProtocolError(self.name, f"malformed frame (no type): {raw[:80]!r}")
@@ -266,8 +282,7 @@ class GatewayClient:
 
         snapshot, server = obj(payload.get("snapshot")), obj(payload.get("server"))
         features, auth = obj(payload.get("features")), payload.get("auth")
-        uptime = snapshot.get("uptimeMs")
-        boot = (now_ms + offset_ms - float(uptime)) if isinstance(uptime, int | float) else None
+        boot = _boot_time(snapshot.get("uptimeMs"), now_ms + offset_ms)
         methods = features.get("methods")
         scopes = auth.get("scopes") if isinstance(auth, dict) else None
         return Hello(
