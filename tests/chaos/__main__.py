@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import shutil
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from tests.chaos.oracle import table
 from tests.chaos.runner import BY_ID, run
+
+START, END = "<!-- chaos:table:start -->", "<!-- chaos:table:end -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +50,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {p}", file=sys.stderr)
     print(f"\n{len(rows) - len(failed)}/{len(rows)} rows clean in {took / 60:.1f} min")
     if args.write:
-        args.write.write_text(
-            f"<!-- size {args.size}, {when:%Y-%m-%d %H:%M} UTC, {took / 60:.1f} min, "
-            f"{platform.node()} -->\n{text}\n"
+        block = (
+            f"{START}\nSize **{args.size}**, run {when:%Y-%m-%d %H:%M} UTC "
+            f"(`python -m tests.chaos --size {args.size}"
+            + (f" --only {args.only}" if args.only else "")
+            + f"`), {took / 60:.1f} min on {os.cpu_count()} cores "
+            f"({platform.python_implementation()} {platform.python_version()}); "
+            f"{len(rows) - len(failed)}/{len(rows)} rows clean.\n\n{text}\n"
+            + "".join(
+                f"\n**{r.fault}**, not clean:\n" + "".join(f"* {p}\n" for p in r.problems[:8])
+                for r in failed
+            )
+            + END
         )
+        old = args.write.read_text() if args.write.exists() else ""
+        if START in old and END in old:
+            new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
+        else:
+            new = f"# Chaos and security suite\n\n{block}\n"
+        args.write.write_text(new)
     if args.root is None and not args.keep and not failed:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

@@ -293,8 +293,11 @@ def run_target(target: Target, examples: int) -> None:
 
     try:
         prop()
-    except Exception as exc:  # the shrunk falsifying example: one crash for this target
-        target.crashes.append(f"{target.name}: {type(exc).__name__}: {str(exc)[:300]}")
+    except Exception as exc:  # the shrunk falsifying example(s): one crash each
+        found = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
+        for one in found:
+            text = str(one).splitlines()[0][:200] if str(one) else ""
+            target.crashes.append(f"{target.name}: {type(one).__name__}: {text}")
 
 
 def fuzz(cases: int, *, hostile: bool = True) -> Row:

@@ -63,19 +63,35 @@ providers = ["pd", "hook"]
 """
 
 
+_environ_lock = threading.Lock()
+_environ_users = 0
+_environ_saved: dict[str, str | None] = {}
+
+
 @contextlib.contextmanager
 def chaos_environ() -> Iterator[None]:
-    """The paging secrets in this process's environment, for engines built here."""
-    saved = {k: os.environ.get(k) for k in ("CHAOS_PD_KEY", "CHAOS_HMAC_SECRET")}
-    os.environ.update(CHAOS_PD_KEY=PD_KEY, CHAOS_HMAC_SECRET=HMAC_SECRET)
+    """The paging secrets in this process's environment, for engines built here (re-entrant
+    and shared across threads: the last one out restores the environment)."""
+    global _environ_users
+    with _environ_lock:
+        if _environ_users == 0:
+            _environ_saved.clear()
+            _environ_saved.update(
+                {k: os.environ.get(k) for k in ("CHAOS_PD_KEY", "CHAOS_HMAC_SECRET")}
+            )
+            os.environ.update(CHAOS_PD_KEY=PD_KEY, CHAOS_HMAC_SECRET=HMAC_SECRET)
+        _environ_users += 1
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        with _environ_lock:
+            _environ_users -= 1
+            if _environ_users == 0:
+                for k, v in _environ_saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.1) -> T:

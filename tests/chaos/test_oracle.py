@@ -1,0 +1,57 @@
+"""The oracle is not vacuous: with a safety mechanism switched off, rows stop being clean.
+
+Each test breaks one mechanism in this process (the inline engine) and runs a few runs of the
+row that guards it: step claims (4a), the re-read before acting (3), and the no-blind-retry rule
+(10, by making the client retry a request whose connection was reset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from supervisor.core.ladder import Binding
+from supervisor.errors import GatewayUnreachable
+from supervisor.gateway.client import GatewayClient
+from supervisor.state.episodes import Episodes, StepClaim
+from tests.chaos import inline
+from tests.chaos.harness import chaos_environ
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _env() -> Iterator[None]:
+    with chaos_environ():
+        yield
+
+
+def test_without_step_claims_copies_of_a_step_act_twice(tmp_path: Path) -> None:
+    with mock.patch.object(Episodes, "claim_step", lambda *_: StepClaim(state="new")):
+        row = inline.concurrent_steps(tmp_path, 3)
+    assert row.duplicates > 0 and row.survived < row.runs
+
+
+def test_without_the_reread_a_live_run_is_aborted(tmp_path: Path) -> None:
+    with mock.patch("supervisor.recovery.steps.compare", lambda *_: Binding.SAME):
+        row = inline.live_race(tmp_path, 4)
+    assert row.wrong > 0 and row.survived == 0
+
+
+def test_a_blind_retry_after_a_reset_connection_is_seen(tmp_path: Path) -> None:
+    call = GatewayClient.call
+
+    async def blind(self: GatewayClient, method: str, params: Any = None, **kw: Any) -> Any:
+        try:
+            return await call(self, method, params, **kw)
+        except GatewayUnreachable:
+            async with GatewayClient(self.spec, self._identity) as again:
+                return await call(again, method, params, **kw)
+
+    with mock.patch.object(GatewayClient, "call", blind):
+        row = inline.connection_reset(tmp_path, 4)
+    assert row.survived == 0 and (row.duplicates + row.wrong) > 0
