@@ -323,7 +323,7 @@ def silence(
     ] = False,
 ) -> int:
     """Suppress paging (and with --actions, recovery) for a gateway or one session."""
-    from supervisor.durations import parse_duration
+    from supervisor.core.durations import parse_duration
 
     try:
         seconds = parse_duration(duration)

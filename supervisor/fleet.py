@@ -16,7 +16,6 @@ and never leave the process: tasks pass gateway names, not tokens.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import tomllib
@@ -33,93 +32,12 @@ from pydantic import (
     model_validator,
 )
 
-from supervisor.durations import Duration
+from supervisor.core.policy import Policy
 from supervisor.errors import FleetFileError
 from supervisor.escalation.config import PagingConfig, parse_paging
 from supervisor.gateway.models import ALL_SCOPES, READ_SCOPE
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-class Policy(BaseModel):
-    """Thresholds and behaviour, set in `[defaults]` and overridable per gateway."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scan_interval: Duration = Field(60.0, description="How often each gateway is scanned.")
-    stale_after: Duration = Field(
-        1200.0,
-        description="A zombie (running, no active run) quiet for longer than this gets recovered.",
-    )
-    held_after: Duration = Field(
-        600.0,
-        description="A message held behind a lane running since before the boot (verdict "
-        "held) this long means the lane is dead: it is reset (never aborted, which would drop "
-        "the message's run). A restart replay shows that shape for seconds only.",
-    )
-    lane_timeout: Duration = Field(
-        7200.0,
-        description="A live run older than this is `live_overdue` and may be aborted. "
-        "Generous on purpose: long tool calls are legitimate (openclaw #140671).",
-    )
-    lane_timeouts: dict[str, Duration] = Field(
-        default_factory=dict,
-        description='Per session-key glob lane timeouts, e.g. {"agent:research:*" = "6h"}; '
-        "the first matching pattern wins over lane_timeout.",
-    )
-    boot_margin: Duration = Field(
-        5.0,
-        description="On gateways without hasActiveRun, a run counts as started before the boot "
-        "only if it started at least this long before it (absorbs clock rounding).",
-    )
-    clock_tolerance: Duration = Field(
-        300.0,
-        description="A row timestamp further than this in the gateway's future is inconsistent "
-        "(verdict unknown).",
-    )
-    connect_timeout: Duration = Field(10.0, description="Time allowed for the WebSocket handshake.")
-    call_timeout: Duration = Field(15.0, description="Time allowed for one request's answer.")
-    max_frame_bytes: int = Field(
-        32 * 1024 * 1024,
-        gt=1024,
-        description="Largest frame accepted from a gateway (a row is ~1.2 KB).",
-    )
-    dry_run: bool = Field(False, description="Detect and audit, but send nothing mutating.")
-    max_attempts: int = Field(3, ge=1, description="Failed recovery attempts before escalating.")
-    backoff_base: Duration = Field(30.0, description="Wait after the first failed attempt.")
-    backoff_factor: float = Field(2.0, ge=1, description="Each further wait is this much longer.")
-    backoff_max: Duration = Field(1800.0, description="Longest wait between attempts.")
-    backoff_jitter: float = Field(
-        0.2, ge=0, le=1, description="Random share added or taken off each wait."
-    )
-    zombie_breaker_share: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="When more than this share of a gateway's sessions look like zombies at "
-        "once, suspect a bug: act on none and escalate. 1 turns the breaker off.",
-    )
-    zombie_breaker_min: int = Field(
-        5, ge=1, description="The zombie breaker needs at least this many zombies to open."
-    )
-    unreachable_after: int = Field(
-        2,
-        ge=1,
-        description="Consecutive failed scans of a gateway (unreachable, timeout, auth) before "
-        "one escalation for it; it resolves when a scan succeeds again.",
-    )
-    boot_grace: Duration = Field(
-        0.0,
-        description="After a gateway boots, leave its sessions to its own restart recovery "
-        "this long (off by default).",
-    )
-
-    def lane_timeout_for(self, key: str) -> float:
-        """The lane timeout that applies to one session key."""
-        for pattern, seconds in self.lane_timeouts.items():
-            if fnmatch.fnmatchcase(key, pattern):
-                return seconds
-        return self.lane_timeout
 
 
 _POLICY_KEYS = frozenset(Policy.model_fields)

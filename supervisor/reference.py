@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from supervisor.durations import parse_duration
-from supervisor.fleet import GatewaySpec, Policy
+from supervisor.core.durations import parse_duration
+from supervisor.core.policy import Policy
+from supervisor.fleet import GatewaySpec
 from supervisor.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"

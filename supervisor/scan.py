@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from supervisor.core.detect import GatewayView, Verdict, classify_rows, reports_active_runs
+from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import GatewayError
 from supervisor.fleet import GatewaySpec
 from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.identity import DeviceIdentity
-from supervisor.gateway.models import READ_SCOPE, Hello, SessionRow, UnreadableRow
+from supervisor.gateway.models import READ_SCOPE, Hello
 
 
 class SessionReport(BaseModel):

@@ -10,7 +10,7 @@ import typer
 
 from supervisor import reference
 from supervisor.cli import app as cli
-from supervisor.fleet import Policy
+from supervisor.core.policy import Policy
 from supervisor.settings import Settings
 
 

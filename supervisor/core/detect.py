@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from supervisor.fleet import Policy
-from supervisor.gateway.models import SessionRow, UnreadableRow
+from supervisor.core.policy import Policy
+from supervisor.core.rows import SessionRow, UnreadableRow
 
 
 class VerdictKind(StrEnum):

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from supervisor.core.backoff import compute_backoff
 from supervisor.core.detect import Verdict, VerdictKind
-from supervisor.fleet import Policy
+from supervisor.core.policy import Policy
 
 
 class Step(StrEnum):

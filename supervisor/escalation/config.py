@@ -66,7 +66,7 @@ from pydantic import (
     model_validator,
 )
 
-from supervisor.durations import Duration
+from supervisor.core.durations import Duration
 from supervisor.errors import FleetFileError
 from supervisor.escalation.models import SEVERITY_RANK, Severity
 

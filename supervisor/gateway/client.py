@@ -17,13 +17,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import websockets
+from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
 from supervisor import __version__
+from supervisor.core.policy import Policy
+from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import (
     DeviceNotPaired,
     GatewayCallError,
@@ -36,17 +39,31 @@ from supervisor.errors import (
     ProtocolError,
     TokenMismatch,
 )
-from supervisor.fleet import GatewaySpec
 from supervisor.gateway.identity import DeviceIdentity
-from supervisor.gateway.models import (
-    READ_SCOPE,
-    Hello,
-    SessionRow,
-    UnreadableRow,
-    parse_rows,
-)
+from supervisor.gateway.models import READ_SCOPE, Hello, parse_rows
 
 log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    """What the client needs of a gateway (`fleet.GatewaySpec` is one): the gateway package
+    does not import the fleet file's module, which imports it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def token(self) -> SecretStr: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_mode(self) -> str: ...
+    @property
+    def scopes(self) -> tuple[str, ...]: ...
+    @property
+    def policy(self) -> Policy: ...
+
 
 MIN_PROTOCOL = 3
 MAX_PROTOCOL = 4
@@ -114,7 +131,7 @@ class GatewayClient:
 
     def __init__(
         self,
-        spec: GatewaySpec,
+        spec: Target,
         identity: DeviceIdentity | None,
         *,
         scopes: tuple[str, ...] | None = None,

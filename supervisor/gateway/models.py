@@ -4,54 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from supervisor.core.rows import SessionRow, UnreadableRow
 
 #: scopes the supervisor may ask for, and which methods need them (shared doc, "Auth and scopes")
 READ_SCOPE = "operator.read"
 WRITE_SCOPE = "operator.write"
 ADMIN_SCOPE = "operator.admin"
 ALL_SCOPES = (READ_SCOPE, WRITE_SCOPE, ADMIN_SCOPE)
-
-
-class SessionRow(BaseModel):
-    """One row of `sessions.list`, in the gateway's own clock (milliseconds)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    key: str = Field(min_length=1)
-    session_id: str | None = Field(None, alias="sessionId")
-    status: str | None = None
-    started_at: float | None = Field(None, alias="startedAt")
-    ended_at: float | None = Field(None, alias="endedAt")
-    updated_at: float | None = Field(None, alias="updatedAt")
-    aborted_last_run: bool | None = Field(None, alias="abortedLastRun")
-    #: 2026.9.6 and later: the authoritative "is anything running" fact
-    has_active_run: bool | None = Field(None, alias="hasActiveRun")
-    #: [] proves idle; absent with hasActiveRun true means an owner whose run ids are unknown
-    active_run_ids: tuple[str, ...] | None = Field(None, alias="activeRunIds")
-    last_run_id: str | None = Field(None, alias="lastRunId")
-
-    @field_validator("started_at", "ended_at", "updated_at", mode="before")
-    @classmethod
-    def _timestamps_are_numbers(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("a timestamp must be a number of milliseconds")
-        return value
-
-    @property
-    def agent_id(self) -> str | None:
-        """The agent of an `agent:<agentId>:<rest>` key."""
-        parts = self.key.split(":", 2)
-        return parts[1] if len(parts) == 3 and parts[0] == "agent" else None
-
-
-class UnreadableRow(BaseModel):
-    """A row that could not be read; it is reported as `unknown` and never acted on."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str | None
-    problem: str
 
 
 def parse_row(raw: object) -> SessionRow | UnreadableRow:

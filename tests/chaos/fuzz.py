@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 
 from supervisor.core.detect import GatewayView, classify
+from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.fleet import parse_fleet
 from supervisor.gateway.client import GatewayClient
-from supervisor.gateway.models import Hello, SessionRow, UnreadableRow, parse_row
+from supervisor.gateway.models import Hello, parse_row
 from tests.chaos.oracle import Row
 from tests.conftest import spec_for
 

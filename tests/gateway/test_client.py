@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.core.rows import SessionRow
 from supervisor.errors import (
     DeviceNotPaired,
     GatewayCallError,
@@ -22,7 +23,7 @@ from supervisor.errors import (
 )
 from supervisor.gateway.client import GatewayClient, map_gateway_error
 from supervisor.gateway.identity import DeviceIdentity, load_or_create_identity
-from supervisor.gateway.models import ALL_SCOPES, SessionRow
+from supervisor.gateway.models import ALL_SCOPES
 from supervisor.simulator import FaultMode, SimGateway, SimulatorServer
 from tests.conftest import TOKEN, spec_for
 

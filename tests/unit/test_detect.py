@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.core.detect import GatewayView, VerdictKind, classify, reports_active_runs
-from supervisor.fleet import Policy
-from supervisor.gateway.models import SessionRow, UnreadableRow, parse_row
+from supervisor.core.policy import Policy
+from supervisor.core.rows import SessionRow, UnreadableRow
+from supervisor.gateway.models import parse_row
 
 NOW = 1_795_600_000_000.0
 MIN = 60_000.0

@@ -1,6 +1,6 @@
 import pytest
 
-from supervisor.durations import format_duration, parse_duration
+from supervisor.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
