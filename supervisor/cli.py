@@ -387,22 +387,29 @@ def clear(
     gateway: Annotated[str, typer.Argument(help="Gateway name as in the fleet file.")],
     key: Annotated[str, typer.Argument(help="Session key, e.g. agent:main:main.")],
 ) -> int:
-    """Operator's "try again": forget the attempts and escalation of one session."""
-    from supervisor.recovery.runtime import redis_url_for
-    from supervisor.state import StateStore
+    """Operator's "try again": close the session's episode (attempts, escalation, heal budget)
+    and resolve its incident; the next scan decides afresh."""
+    from supervisor.recovery.closing import close_episode
+    from supervisor.recovery.runtime import build_engine, redis_url_for
 
     settings = Settings()
-    with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
+    with redis_url_for(settings) as url:
+        engine = build_engine(settings, url)
+        st = engine.store
         episode = st.episodes.open_episodes(gateway).get(key)
-        if episode is None:
+        flapping = st.budgets.is_flapping(gateway, key)
+        if episode is None and not flapping:
             err.print(f"{gateway} {key}: no open episode (nothing to clear)")
             return 1
-        st.attempts.clear(gateway, key, episode.session_id)
-        st.attempts.clear_escalation(gateway, key, episode.session_id)
-        st.episodes.close(gateway, key)
+        resolved = close_episode(
+            engine, gateway, key, episode.session_id if episode else None,
+            healed=False, forget_budget=True,
+        )  # fmt: skip
         _audit_operator(
-            st, gateway, key, "clear", "operator_cleared", "attempts and escalation cleared"
-        )
+            st, gateway, key, "clear", "operator_cleared",
+            "attempts, escalation and heal budget cleared"
+            + ("; incident resolved" if resolved else ""),
+        )  # fmt: skip
     err.print(f"{gateway} {key}: cleared; the next scan decides afresh")
     return 0
 

@@ -63,6 +63,12 @@ BREAKER = Gauge(
     ["gateway", "breaker"],
     multiprocess_mode="mostrecent",
 )
+READ_TO_SEND = Histogram(
+    f"{PREFIX}_read_to_send_seconds",
+    "Time from a mutating step's final read to its request (bounded by act_window)",
+    ["step"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 LEASE_CONFLICTS = Counter(f"{PREFIX}_lease_conflicts", "Attempts not started: lease held")
 GATEWAY_ERRORS = Counter(f"{PREFIX}_gateway_errors", "Failed scans by kind", ["gateway", "kind"])
 
@@ -120,3 +126,8 @@ def breaker(gateway: str, name: str, *, is_open: bool) -> None:
 @_safe
 def lease_conflict() -> None:
     LEASE_CONFLICTS.inc()
+
+
+@_safe
+def read_to_send(step: str, seconds: float) -> None:
+    READ_TO_SEND.labels(step).observe(seconds)

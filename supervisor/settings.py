@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(
         300.0, gt=0, description="Lease on one session during one recovery attempt."
     )
+    lease_margin_s: float = Field(
+        2.0,
+        gt=0,
+        description="A step stops sending this long before its lease's TTL runs out (measured "
+        "on the monotonic clock from before the lease was renewed), so a paused holder never "
+        "acts after its lease could have passed to another worker (at most a tenth of the TTL).",
+    )
     verify_delay_s: float = Field(
         1.0, ge=0, description="Pause before verifying, for the gateway to settle."
     )

@@ -17,11 +17,12 @@ from celery import Task
 
 from supervisor import failpoints
 from supervisor.app import VISIBILITY_TIMEOUT_S, app
+from supervisor.core.attempt import AttemptRef
 from supervisor.core.ladder import Step
 from supervisor.errors import ConfigError, StateError
 from supervisor.escalation.pager import Delivery
 from supervisor.recovery.context import Engine
-from supervisor.recovery.models import AttemptRef, NextStep
+from supervisor.recovery.models import NextStep
 from supervisor.recovery.runtime import build_engine, deliver_audited
 from supervisor.recovery.scanner import Scanner
 from supervisor.recovery.steps import Steps

@@ -86,6 +86,28 @@ class Policy(BaseModel):
         "this long (off by default).",
     )
 
+    act_window: Duration = Field(
+        0.25,
+        description="A mutating step sends its request only if its final read of the session "
+        "is at most this old (monotonic clock): past it the step stops as `stale_read` and the "
+        "next scan decides again from a fresh read.",
+    )
+    max_heals_per_session: int = Field(
+        3,
+        ge=1,
+        description="Resets of one session key within heal_budget_window before it counts as "
+        "flapping: escalated once, then hands off until `clear` or the window passes.",
+    )
+    heal_budget_window: Duration = Field(
+        86400.0, description="The window max_heals_per_session counts over."
+    )
+    max_heals_per_gateway_hour: int = Field(
+        20,
+        ge=1,
+        description="Resets on one gateway within an hour before the supervisor stops "
+        "resetting there (escalated once) until the hour has passed.",
+    )
+
     def lane_timeout_for(self, key: str) -> float:
         """The lane timeout that applies to one session key."""
         for pattern, seconds in self.lane_timeouts.items():

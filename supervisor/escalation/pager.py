@@ -128,6 +128,10 @@ class Pager:
 
     # -- the engine's protocol -------------------------------------------------------------
 
+    def silenced(self, gateway: str, key: str | None = None) -> Silence | None:
+        """The silence covering this gateway or session, if any."""
+        return self.incidents.is_silenced(gateway, key)
+
     def trigger(
         self,
         dedup_key: str,

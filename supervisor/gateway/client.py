@@ -8,6 +8,7 @@ gateway, never its token.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import json
@@ -15,6 +16,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -72,6 +74,15 @@ _MISSING_SCOPE = re.compile(r"missing scope:?\s*(operator\.[a-z]+)", re.I)
 LIST_PAGE_SIZE = 200
 #: a gateway that keeps saying hasMore past this is broken (200,000 sessions at 200 a page)
 MAX_LIST_PAGES = 1000
+#: run events remembered per connection (a step's connection lives for seconds)
+_MAX_RUN_EVENTS = 10_000
+#: events that carry a session's run: 2026.3.24 `agent` lifecycle, 2026.9.6 `agent` and `chat`
+_RUN_EVENTS = frozenset({"agent", "chat"})
+#: phases and states of a run event that end a run
+_RUN_ENDS = frozenset(
+    {"end", "error", "aborted", "abort", "done", "final", "completed", "failed", "killed",
+     "timeout", "cancelled", "canceled", "stopped"}
+)  # fmt: skip
 #: events read while waiting for one answer before we call the gateway broken
 _MAX_EVENTS_PER_WAIT = 10_000
 
@@ -150,6 +161,11 @@ class GatewayClient:
         self._broken: GatewayError | None = None
         self.hello: Hello | None = None
         self.events_seen = 0
+        #: runs seen starting on our socket: (session key, run id, monotonic time received)
+        self.run_events: deque[tuple[str, str, float]] = deque(maxlen=_MAX_RUN_EVENTS)
+        #: per page of the last listing: monotonic time its request was sent, rows before it
+        self.pages_sent_at: list[float] = []
+        self.pages_start: list[int] = []
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -334,10 +350,51 @@ class GatewayClient:
                         future.set_result(frame)
                 elif kind == "event":
                     self.events_seen += 1
+                    self._note_run(frame)
         except GatewayError as exc:
             self._fail_all(exc)
         except Exception as exc:  # pragma: no cover - defensive: never leave callers waiting
             self._fail_all(ProtocolError(self.name, f"reader failed: {exc!r}"))
+
+    def _note_run(self, frame: dict[str, Any]) -> None:
+        """Remember a run seen on a session: the only witness of one that starts between our
+        final read and our mutating request (2026.3.24 leaves no trace of it in the rows)."""
+        if frame.get("event") not in _RUN_EVENTS:
+            return
+        payload = frame.get("payload")
+        if not isinstance(payload, dict):
+            return
+        key, run_id = payload.get("sessionKey"), payload.get("runId")
+        if not (isinstance(key, str) and isinstance(run_id, str)):
+            return
+        data = payload.get("data")
+        phase = data.get("phase") if isinstance(data, dict) else None
+        state = payload.get("state")
+        # the end of a run (ours aborting it, or a reset doing so) is no new run
+        if (isinstance(phase, str) and phase.lower() in _RUN_ENDS) or (
+            isinstance(state, str) and state.lower() in _RUN_ENDS
+        ):
+            return
+        self.run_events.append((key, run_id, time.monotonic()))
+
+    def runs_started_since(self, key: str, since: float, known: Iterable[str] = ()) -> list[str]:
+        """Run ids seen on `key` after monotonic time `since`, other than `known` ones."""
+        skip = set(known)
+        found: list[str] = []
+        for session_key, run_id, at in self.run_events:
+            if session_key == key and at >= since and run_id not in skip and run_id not in found:
+                found.append(run_id)
+        return found
+
+    def page_sent_at(self, index: int | None) -> float:
+        """When the request for the page of the last listing that holds row `index` was sent
+        (monotonic): the row is at least that fresh. None: the listing's first page."""
+        if not self.pages_sent_at:
+            return time.monotonic()
+        if index is None:
+            return self.pages_sent_at[0]
+        page = bisect.bisect_right(self.pages_start, index) - 1
+        return self.pages_sent_at[max(page, 0)]
 
     def _fail_all(self, exc: GatewayError) -> None:
         self._broken = exc
@@ -406,7 +463,10 @@ class GatewayClient:
         params: dict[str, Any] = {}
         seen: set[str] = set()
         out: list[SessionRow | UnreadableRow] = []
+        self.pages_sent_at, self.pages_start = [], []
         for _ in range(MAX_LIST_PAGES):
+            self.pages_sent_at.append(time.monotonic())
+            self.pages_start.append(len(out))
             payload = await self.call("sessions.list", params)
             rows = payload.get("sessions") if isinstance(payload, dict) else payload
             if not isinstance(rows, list):

@@ -21,6 +21,7 @@ from supervisor.state import AuditRecord, StateStore
 
 if TYPE_CHECKING:
     from supervisor.escalation.pager import Pager as PagingPager
+    from supervisor.escalation.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Pager(Protocol):
 
     def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None: ...
 
+    def silenced(self, gateway: str, key: str | None = None) -> Silence | None: ...
+
 
 class AuditOnlyPager:
     """A pager that pages nobody: escalations are in the audit stream only."""
@@ -63,6 +66,9 @@ class AuditOnlyPager:
 
     def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
         log.info("escalation %s resolved", dedup_key)
+
+    def silenced(self, gateway: str, key: str | None = None) -> Silence | None:
+        return None
 
 
 def session_dedup_key(gateway: str, key: str) -> str:
@@ -109,6 +115,7 @@ class Engine:
         identity: DeviceIdentity | None,
         *,
         lease_ttl_s: float = 300.0,
+        lease_margin_s: float = 2.0,
         verify_delay_s: float = 1.0,
         dry_run: bool = False,
         pager: Pager | None = None,
@@ -119,6 +126,9 @@ class Engine:
         self.store = store
         self.identity = identity
         self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        #: a step stops sending this long before its lease's TTL runs out (at most a tenth
+        #: of the TTL, so short test leases still leave room to act)
+        self.lease_margin_s = min(lease_margin_s, lease_ttl_s / 10)
         self.verify_delay_s = verify_delay_s
         self.global_dry_run = dry_run
         self.pager: Pager = pager or AuditOnlyPager()

@@ -88,6 +88,7 @@ def build_engine(
         store,
         load_or_create_identity(settings.state_dir),
         lease_ttl_s=settings.lease_ttl_s,
+        lease_margin_s=settings.lease_margin_s,
         verify_delay_s=settings.verify_delay_s,
         dry_run=dry_run or settings.dry_run,
     )

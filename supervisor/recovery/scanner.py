@@ -16,13 +16,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from supervisor import metrics
+from supervisor.core.attempt import AttemptRef
 from supervisor.core.backoff import backoff_seed
-from supervisor.core.detect import Verdict, VerdictKind
-from supervisor.core.ladder import Decision, Episode, Step, decide, next_not_before
+from supervisor.core.detect import Verdict
+from supervisor.core.ladder import Episode, Found, Kind, Step, next_action, next_not_before
+from supervisor.core.rules import (
+    boot_grace_left,
+    closes_episode,
+    is_new_boot,
+    unreachable_opens,
+    zombie_breaker_open,
+)
 from supervisor.fleet import GatewaySpec
+from supervisor.recovery.closing import close_episode
 from supervisor.recovery.context import Engine
-from supervisor.recovery.models import AttemptRef, NextStep, StepResult
-from supervisor.recovery.steps import HEALTHY, Steps
+from supervisor.recovery.models import NextStep, StepResult
 from supervisor.scan import GatewayReport, GatewayScan, look
 from supervisor.state.episodes import GatewayState, OpenEpisode
 
@@ -45,7 +53,6 @@ class Scanner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.steps = Steps(engine)
         self._only_key: str | None = None
 
     def _act(
@@ -89,7 +96,7 @@ class Scanner:
             last_error_kind=report.error_kind,
             last_scan_ms=int(engine.now_ms()),
         )
-        if failures >= spec.policy.unreachable_after and not state.unreachable_open:
+        if unreachable_opens(failures, already_open=state.unreachable_open, policy=spec.policy):
             engine.store.episodes.update_gateway(spec.name, unreachable_open=True)
             metrics.escalated("gateway_unreachable")
             metrics.breaker(spec.name, "unreachable", is_open=True)
@@ -111,7 +118,7 @@ class Scanner:
         engine = self.engine
         name = spec.name
         marker = scan.hello.boot_marker
-        new_boot = state.boot_marker is not None and marker != state.boot_marker
+        new_boot = is_new_boot(state.boot_marker, marker)
         counts = Counter(v.kind.value for v in scan.verdicts)
         updates: dict[str, object] = {
             "protocol": scan.hello.protocol,
@@ -136,21 +143,18 @@ class Scanner:
                 out, name, None, "scan", "boot_sweep",
                 f"the gateway restarted (boot {state.boot_marker} -> {marker}): sweeping at once",
             )  # fmt: skip
-        self._close_healed(name, scan, out)
+        self._close_healed(spec, scan, out)
         if self._breaker(spec, scan, state, out):
             return
-        policy = spec.policy
-        boot = scan.hello.boot_time_ms
-        if policy.boot_grace > 0 and boot is not None:
-            since_boot_s = (scan.view.now_ms - boot) / 1000
-            if since_boot_s < policy.boot_grace:
-                if any(v.needs_action for v in scan.verdicts):
-                    self._act(
-                        out, name, None, "scan", "boot_grace",
-                        f"booted {since_boot_s:.0f}s ago: leaving recovery to the gateway for "
-                        f"{policy.boot_grace:g}s",
-                    )  # fmt: skip
-                return
+        since_boot_s = boot_grace_left(scan.view.now_ms, scan.hello.boot_time_ms, spec.policy)
+        if since_boot_s is not None:
+            if any(v.needs_action for v in scan.verdicts):
+                self._act(
+                    out, name, None, "scan", "boot_grace",
+                    f"booted {since_boot_s:.0f}s ago: leaving recovery to the gateway for "
+                    f"{spec.policy.boot_grace:g}s",
+                )  # fmt: skip
+            return
         dry_run = engine.dry_run_for(spec)
         needing = [
             v
@@ -171,41 +175,44 @@ class Scanner:
         for verdict in needing:
             self._decide(spec, verdict, new_boot=new_boot, dry_run=dry_run, out=out)
 
-    def _close_healed(self, name: str, scan: GatewayScan, out: ScanOutcome) -> None:
+    def _close_healed(self, spec: GatewaySpec, scan: GatewayScan, out: ScanOutcome) -> None:
+        name = spec.name
         open_episodes = self.engine.store.episodes.open_episodes(name)
         if not open_episodes:
             return
         by_key = {v.key: v for v in scan.verdicts}
+        absent = [key for key in open_episodes if key not in by_key]
+        # one listing can skip a row (a deletion between two pages shifts the rest): a key
+        # missing from it counts as gone only if a second, independent listing agrees
+        confirmed = self._confirm_absent(spec, absent) if absent else set()
         for key, episode in open_episodes.items():
             now = by_key.get(key)
-            unhealthy = now is not None and now.kind not in HEALTHY
-            if (
-                unhealthy
-                and now is not None
-                and (now.session_id == episode.session_id or now.kind is VerdictKind.UNKNOWN)
-            ):
+            held = now is not None and self.engine.store.leases.holder(name, key) is not None
+            why = closes_episode(
+                episode.session_id, now, lease_held=held, absence_confirmed=key in confirmed
+            )
+            if why is None:
                 continue
-            why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
-            if self.engine.store.leases.holder(name, key) is not None and now is not None:
-                continue  # an attempt is running; its verify step closes the episode
-            escalated = self.steps.finish_healed(name, key, episode.session_id)
+            escalated = close_episode(self.engine, name, key, episode.session_id)
             self._act(
                 out, name, key, "scan", "healed",
                 why + (" (escalation resolved)" if escalated else ""),
             )  # fmt: skip
+
+    def _confirm_absent(self, spec: GatewaySpec, keys: list[str]) -> set[str]:
+        """Those of `keys` that a second listing does not hold either (none if it fails)."""
+        _report, again = asyncio.run(look(spec, self.engine.identity))
+        if again is None:
+            return set()
+        listed = {v.key for v in again.verdicts}
+        return {key for key in keys if key not in listed}
 
     def _breaker(
         self, spec: GatewaySpec, scan: GatewayScan, state: GatewayState, out: ScanOutcome
     ) -> bool:
         """The zombie breaker: too many zombies at once smells like our bug, not theirs."""
         policy = spec.policy
-        zombies = sum(1 for v in scan.verdicts if v.kind is VerdictKind.ZOMBIE)
-        total = len(scan.verdicts)
-        is_open = (
-            policy.zombie_breaker_share < 1
-            and zombies >= policy.zombie_breaker_min
-            and zombies > policy.zombie_breaker_share * total
-        )
+        is_open, zombies, total = zombie_breaker_open(scan.verdicts, policy)
         engine = self.engine
         name = spec.name
         metrics.breaker(name, "zombies", is_open=is_open)
@@ -246,37 +253,45 @@ class Scanner:
     ) -> None:
         engine = self.engine
         store = engine.store
+        policy = spec.policy
         name, key = spec.name, verdict.key
         sid = verdict.session_id or ""
+        now_ms = engine.now_ms()
         state = store.attempts.get(name, key, sid)
-        escalated = store.attempts.is_escalated(name, key, sid)
+        heals, gateway_heals = store.budgets.counts(
+            name, key, now_ms=now_ms, window_s=policy.heal_budget_window
+        )
         episode = Episode(
             attempts=state.count if state else 0,
-            next_not_before_ms=0.0
-            if (new_boot or state is None or self._only_key is not None)
-            else state.next_not_before_ms,
-            escalated=escalated,
+            next_not_before_ms=state.next_not_before_ms if state else 0.0,
+            escalated=store.attempts.is_escalated(name, key, sid),
+            flapping=store.budgets.is_flapping(name, key),
+            heals_in_window=len(heals),
+            gateway_heals_in_hour=gateway_heals,
         )
-        now_ms = engine.now_ms()
-        plan = decide(verdict, episode, now_ms=now_ms, policy=spec.policy)
-        if plan.decision in (Decision.NOTHING, Decision.WAIT, Decision.HANDS_OFF):
+        found = Found(verdict, episode, new_boot=new_boot, forced=self._only_key is not None)
+        action = next_action(None, found, policy, now_ms)
+        if action.kind is Kind.HANDS_OFF and action.page == "gateway_flapping":
+            self._gateway_over_budget(spec, action.reason, dry_run, out)
             return
-        if engine.paging is not None:
-            silence = engine.paging.incidents.is_silenced(name, key)
-            if silence is not None and silence.also_actions:
-                self._act(
-                    out, name, key, "scan", "silenced",
-                    f"actions silenced on {silence.target} ({silence.reason}); not acting",
-                )  # fmt: skip
-                return
+        if action.kind not in (Kind.ESCALATE, Kind.START):
+            return
+        silence = engine.pager.silenced(name, key)
+        if silence is not None and silence.also_actions:
+            self._act(
+                out, name, key, "scan", "silenced",
+                f"actions silenced on {silence.target} ({silence.reason}); not acting",
+            )  # fmt: skip
+            return
         recovery_id = uuid.uuid4().hex[:16]
-        if plan.decision is Decision.ESCALATE:
+        if action.kind is Kind.ESCALATE:
             ref = AttemptRef.of(
                 name, verdict, recovery_id=recovery_id, attempt=episode.attempts,
-                lease_token=0, dry_run=dry_run,
+                lease_token=0, dry_run=dry_run, escalation=action.page or "escalated",
             )  # fmt: skip
             out.starts.append(NextStep(step=Step.ESCALATE, ref=ref))
             return
+        assert action.step is not None
         lease = store.leases.acquire(
             name, key, engine.owner_prefix + recovery_id, engine.lease_ttl_ms
         )
@@ -292,10 +307,7 @@ class Scanner:
                 sid,
                 now_ms=now_ms,
                 next_not_before_ms=next_not_before(
-                    attempt,
-                    now_ms=now_ms,
-                    policy=spec.policy,
-                    seed=backoff_seed(name, key, attempt),
+                    attempt, now_ms=now_ms, policy=policy, seed=backoff_seed(name, key, attempt)
                 ),
             )
             store.episodes.open(
@@ -318,9 +330,26 @@ class Scanner:
             verdict=verdict.kind.value,
             step="detect",
             outcome="attempt_started",
-            detail=f"{plan.reason}: {verdict.reason}",
+            detail=f"{action.reason}: {verdict.reason}",
             fencing_token=lease.token,
             recovery_id=ref.recovery_id,
             dry_run=dry_run or None,
         )
-        out.starts.append(NextStep(step=plan.steps[0], ref=ref))
+        out.starts.append(NextStep(step=action.step, ref=ref))
+
+    def _gateway_over_budget(
+        self, spec: GatewaySpec, reason: str, dry_run: bool, out: ScanOutcome
+    ) -> None:
+        """Hands off the gateway's sessions for the hour; page once for it."""
+        engine = self.engine
+        if dry_run or not engine.store.budgets.mark_gateway_over(spec.name):
+            return
+        self._act(out, spec.name, None, "escalate", "gateway_flapping", reason)
+        metrics.escalated("gateway_flapping")
+        engine.pager.trigger(
+            f"{spec.name}/flapping",
+            gateway=spec.name,
+            key=None,
+            kind="flapping",
+            details={"gateway": spec.name, "detail": reason},
+        )

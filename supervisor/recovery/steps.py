@@ -1,13 +1,15 @@
-"""The recovery steps (abort, reset, verify, escalate): each re-reads before it acts.
+"""The recovery steps (abort, reset, verify, escalate): they read, ask the ladder, and do.
 
-Every mutating step, in this order:
-1. reads the session again and re-classifies it; acts only if it is the very session detected
-   (same sessionId, startedAt, run ids, verdict: `ladder.compare`), else stops;
-2. renews its fenced lease (a holder whose lease expired stops here: `LeaseLost`);
-3. claims the step for this attempt (SET NX), so a redelivered copy of the task does nothing;
-4. writes its intent to the audit stream (an action whose record cannot be written is not taken);
-5. sends one request, never retried blindly: what happened is settled by the next read.
-In dry-run, step 5 is replaced by an audit record of what would have been sent.
+Every decision is `core.ladder.next_action`'s. A mutating step, in this order:
+1. does all its Redis work first: durability check, the step claim (SET NX: a redelivered copy
+   resumes from the first copy's answer and never sends again), its intent in the audit stream
+   (an action whose record cannot be written is not taken), and the fenced lease renewal (one
+   script compares our token and extends; its start fixes the local monotonic deadline);
+2. then reads the session (the final read) and asks the ladder, which checks that the row is
+   the one detected, that the read is at most `act_window` old and the lease deadline not past;
+3. then sends at once, nothing in between; the runs seen starting on the session since the
+   final read (events on our own socket, which arrive before the answer) tell a collision.
+In dry-run, the request is replaced by an audit record of what would have been sent.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from supervisor import failpoints, metrics
+from supervisor.core.attempt import AttemptRef
 from supervisor.core.detect import Verdict, VerdictKind, classify
-from supervisor.core.ladder import Binding, Step, compare
+from supervisor.core.ladder import (
+    Action,
+    Answered,
+    Kind,
+    Read,
+    Step,
+    counts_toward_budget,
+    next_action,
+)
+from supervisor.core.policy import Policy
 from supervisor.errors import (
     GatewayCallError,
     GatewayError,
@@ -33,38 +43,14 @@ from supervisor.errors import (
 from supervisor.fleet import GatewaySpec
 from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.models import ADMIN_SCOPE
+from supervisor.recovery.closing import close_episode
 from supervisor.recovery.context import Engine, session_dedup_key
-from supervisor.recovery.models import AttemptRef, NextStep, StepResult
+from supervisor.recovery.models import NextStep, StepResult
 from supervisor.scan import view_of
 from supervisor.state.episodes import OpenEpisode
 from supervisor.state.leases import Lease
 
 log = logging.getLogger(__name__)
-
-#: verdicts that count as healed when verifying
-HEALTHY = frozenset({VerdictKind.IDLE, VerdictKind.LIVE})
-
-
-class _Stop(Exception):
-    """Ends a step early with an outcome (not an error: the step did its job by stopping)."""
-
-    def __init__(self, outcome: str, detail: str, *, release: bool = True) -> None:
-        super().__init__(detail)
-        self.outcome = outcome
-        self.detail = detail
-        self.release = release
-
-
-class _Resume(Exception):
-    """Another delivery of this step claimed it; `answer` is what it got (None: unknown)."""
-
-    def __init__(self, answer: str | None) -> None:
-        super().__init__(answer)
-        self.answer = answer
-
-
-class _Healed(Exception):
-    """The session is healthy already: go straight to verify, which closes the episode."""
 
 
 def _tag(ref: AttemptRef) -> str:
@@ -84,14 +70,25 @@ def _lease(engine: Engine, ref: AttemptRef) -> Lease:
     )
 
 
-async def _reread(client: GatewayClient, spec: GatewaySpec, key: str) -> Verdict | None:
-    """The session's verdict now, or None when the gateway no longer lists it."""
+async def read_session(
+    client: GatewayClient, spec: GatewaySpec, key: str
+) -> tuple[Verdict | None, float]:
+    """The session's verdict now (None when not listed) and when its page was asked for."""
     rows = await client.list_sessions()
     view = view_of(client, rows)
-    for row in rows:
+    for index, row in enumerate(rows):
         if row.key == key:
-            return classify(row, gateway=view, policy=spec.policy)
-    return None
+            return classify(row, gateway=view, policy=spec.policy), client.page_sent_at(index)
+    return None, client.page_sent_at(None)
+
+
+class _Sent:
+    """What a mutating request got: the answer, and when the final read was sent."""
+
+    def __init__(self, answer: str, read_at: float, known_runs: tuple[str, ...]) -> None:
+        self.answer = answer
+        self.read_at = read_at
+        self.known_runs = known_runs
 
 
 class Steps:
@@ -104,24 +101,14 @@ class Steps:
 
     def run(self, step: Step, ref: AttemptRef) -> StepResult:
         started = time.perf_counter()
-        handlers: dict[Step, Callable[[AttemptRef], Coroutine[Any, Any, StepResult]]] = {
-            Step.ABORT: self._abort,
-            Step.RESET: self._reset,
-            Step.VERIFY: self._verify,
-        }
+        self._read_to_send_ms: float | None = None
         try:
             if step is Step.ESCALATE:
                 result = self._escalate(ref)
+            elif step is Step.VERIFY:
+                result = asyncio.run(self._verify(ref))
             else:
-                result = asyncio.run(handlers[step](ref))
-        except _Healed as healed:
-            result = self._result(
-                ref, step, "healed_before", str(healed), NextStep(step=Step.VERIFY, ref=ref)
-            )
-        except _Stop as stop:
-            if stop.release:
-                self._release(ref)
-            result = self._result(ref, step, stop.outcome, stop.detail)
+                result = asyncio.run(self._mutate(step, ref))
         except LeaseLost as exc:
             result = self._result(ref, step, "lease_lost", str(exc))
         except RedisNotDurable as exc:
@@ -146,6 +133,7 @@ class Steps:
             detail=result.detail,
             fencing_token=ref.lease_token or None,
             duration_ms=result.duration_ms,
+            read_to_send_ms=self._read_to_send_ms,
             recovery_id=ref.recovery_id,
             dry_run=ref.dry_run or None,
         )
@@ -199,58 +187,175 @@ class Steps:
         except StateError as exc:
             log.warning("attempt error not recorded: %s", exc)
 
-    # -- the common guard of mutating steps ----------------------------------------------------
+    def _follow(self, ref: AttemptRef, step: Step, action: Action) -> StepResult:
+        """Do what the ladder decided after this step (the edge's half of every transition)."""
+        if action.kind is Kind.NEXT:
+            assert action.step is not None
+            nxt = ref.model_copy(update=dict(action.update)) if action.update else ref
+            delay = self.engine.verify_delay_s if action.settle else 0.0
+            return self._result(
+                ref, step, action.outcome, action.reason,
+                NextStep(step=action.step, ref=nxt, delay_s=delay),
+            )  # fmt: skip
+        if action.kind is Kind.CLOSE:
+            lease = _lease(self.engine, ref) if ref.lease_token else None
+            if not ref.dry_run:
+                close_episode(
+                    self.engine, ref.gateway, ref.key, ref.session_id,
+                    lease=lease, healed=action.healed,
+                )  # fmt: skip
+            elif lease is not None:
+                self._release(ref)
+            if action.page == "collided":
+                self._page_collision(ref, step, action.reason)
+            return self._result(ref, step, action.outcome, action.reason)
+        # STOP (and anything unexpected, which must never act)
+        if action.release:
+            self._release(ref)
+        if action.error:
+            self._record_error(ref, action.error)
+        return self._result(ref, step, action.outcome or action.kind.value, action.reason)
 
-    async def _guard(
-        self, client: GatewayClient, spec: GatewaySpec, ref: AttemptRef, step: Step
-    ) -> Verdict:
-        """Re-read and re-bind, renew the lease, claim the step.
-
-        Raises _Stop when the step must not act, and _Resume when another delivery of this
-        very step already acted (or may have): the step then continues from its answer, or
-        from a fresh read when the answer is unknown, and never sends again.
-        """
-        now = await _reread(client, spec, ref.key)
-        failpoints.hit("after_reread", step.value, _tag(ref))
-        if now is None:
-            raise _Stop("gone", "the gateway no longer lists the session")
-        binding = compare(ref.detected(), now)
-        if binding is Binding.HEALED:
-            raise _Healed(f"already healthy before {step.value}: {now.reason}")
-        if binding is Binding.CHANGED:
-            raise _Stop(
-                "changed",
-                f"the session changed since detection ({now.kind.value}: {now.reason}); not acting",
-            )
-        engine = self.engine
-        if not ref.dry_run:
-            engine.require_durable()
-        engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
-        failpoints.hit("after_lease", step.value, _tag(ref))
-        name = self._claim_name(step, ref)
-        claim = engine.store.episodes.claim_step(
-            ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
+    def _page_collision(self, ref: AttemptRef, step: Step, reason: str) -> None:
+        metrics.escalated("collided")
+        self.engine.pager.trigger(
+            f"{session_dedup_key(ref.gateway, ref.key)}/collided/{ref.recovery_id}",
+            gateway=ref.gateway,
+            key=ref.key,
+            kind="collided",
+            details={
+                "gateway": ref.gateway,
+                "key": ref.key,
+                "step": step.value,
+                "recovery_id": ref.recovery_id,
+                "detail": reason,
+            },
         )
-        if claim.state == "done":
-            raise _Resume(claim.answer)
-        if claim.state != "new":
-            # another delivery of this step is running, or died mid-step: wait for its answer
-            wait_s = engine.claim_wait_s
-            if wait_s is None:
-                wait_s = spec.policy.call_timeout + 5
-            raise _Resume(await self._await_answer(ref, name, wait_s))
-        failpoints.hit("after_claim", step.value, _tag(ref))
-        if not ref.dry_run:
-            engine.audit_strict(
-                gateway=ref.gateway,
-                key=ref.key,
-                verdict=ref.verdict,
-                step=step.value,
-                outcome="sending",
-                fencing_token=ref.lease_token,
-                recovery_id=ref.recovery_id,
+
+    # -- mutating steps ----------------------------------------------------------------------
+
+    async def _mutate(self, step: Step, ref: AttemptRef) -> StepResult:
+        engine = self.engine
+        spec = engine.spec(ref.gateway)
+        policy = spec.policy
+        name = self._claim_name(step, ref)
+        async with GatewayClient(spec, engine.identity) as client:
+            # 1. every Redis round trip before the final read
+            if not ref.dry_run:
+                engine.require_durable()
+            claim = engine.store.episodes.claim_step(
+                ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
             )
-        return now
+            if claim.state != "new":
+                answer = claim.answer
+                if claim.state != "done":
+                    # another delivery is running, or died mid-step: wait for its answer
+                    wait_s = engine.claim_wait_s
+                    if wait_s is None:
+                        wait_s = policy.call_timeout + 5
+                    answer = await self._await_answer(ref, name, wait_s)
+                observed = Answered(step, answer, resumed=True)
+                return self._follow(ref, step, self._decide(ref, observed, policy))
+            failpoints.hit("after_claim", step.value, _tag(ref))
+            if not ref.dry_run:
+                engine.audit_strict(
+                    gateway=ref.gateway,
+                    key=ref.key,
+                    verdict=ref.verdict,
+                    step=step.value,
+                    outcome="sending",
+                    fencing_token=ref.lease_token,
+                    recovery_id=ref.recovery_id,
+                )
+            try:
+                lease = engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
+            except LeaseLost:
+                engine.store.episodes.finish_step(ref.recovery_id, name, "lease_lost")
+                raise
+            deadline = lease.deadline - engine.lease_margin_s
+            failpoints.hit("after_lease", step.value, _tag(ref))
+            # 2. the final read, and the ladder's word on it
+            now, read_at = await read_session(client, spec, ref.key)
+            failpoints.hit("after_reread", step.value, _tag(ref))
+            assert client.hello is not None
+            scopes = client.hello.scopes
+            mono = time.monotonic()
+            read = Read(
+                step,
+                now,
+                read_age_s=mono - read_at,
+                lease_left_s=deadline - mono,
+                can_reset=scopes is None or ADMIN_SCOPE in scopes,
+            )
+            action = self._decide(ref, read, policy)
+            if action.kind is not Kind.SEND:
+                engine.store.episodes.finish_step(ref.recovery_id, name, action.outcome)
+                return self._follow(ref, step, action)
+            # 3. at once: the request
+            sent = await self._send(client, step, ref, now, read_at, deadline, policy)
+            collided = bool(client.runs_started_since(ref.key, sent.read_at, sent.known_runs))
+            self._done(ref, step, sent.answer)
+            if not ref.dry_run and counts_toward_budget(step, sent.answer):
+                engine.store.budgets.record_heal(
+                    ref.gateway, ref.key, ref.recovery_id,
+                    now_ms=engine.now_ms(), window_s=policy.heal_budget_window,
+                )  # fmt: skip
+        observed = Answered(step, sent.answer, collided=collided)
+        return self._follow(ref, step, self._decide(ref, observed, policy))
+
+    def _decide(self, ref: AttemptRef, observation: Read | Answered, policy: Policy) -> Action:
+        return next_action(ref, observation, policy, self.engine.now_ms())
+
+    async def _send(
+        self,
+        client: GatewayClient,
+        step: Step,
+        ref: AttemptRef,
+        now: Verdict | None,
+        read_at: float,
+        deadline: float,
+        policy: Policy,
+    ) -> _Sent:
+        known = now.run_ids if now is not None else ()
+        self._read_to_send_ms = round((time.monotonic() - read_at) * 1000, 3)
+        metrics.read_to_send(step.value, self._read_to_send_ms / 1000)
+        if ref.dry_run:
+            return _Sent("dry_run", read_at, known)
+        assert client.hello is not None
+        v4 = client.hello.protocol >= 4
+        if step is Step.ABORT:
+            params: dict[str, object] = {"key": ref.key}
+            if v4 and ref.verdict == VerdictKind.LIVE_OVERDUE.value and len(ref.run_ids) == 1:
+                # the gateway's own fence: abort exactly the run classified overdue
+                params["runId"] = ref.run_ids[0]
+            payload = await client.call("sessions.abort", params)
+            answer = str(payload.get("status")) if isinstance(payload, dict) else "?"
+            aborted = payload.get("abortedRunId") if isinstance(payload, dict) else None
+            if isinstance(aborted, str) and ref.verdict == VerdictKind.LIVE_OVERDUE.value:
+                known = (*known, aborted)  # the overdue run we meant to stop is no collision
+            return _Sent(answer, read_at, known)
+        params = {"key": ref.key}
+        if v4 and ref.session_id:
+            # the gateway's own compare-and-set: refuses if the session id changed meanwhile
+            params["expectedSessionId"] = ref.session_id
+        try:
+            await client.call("sessions.reset", params)
+            return _Sent("reset", read_at, known)
+        except MissingScope:
+            if v4:
+                return _Sent("cannot_reset", read_at, known)
+        except MethodMissing:
+            pass
+        except GatewayCallError as exc:
+            if exc.reason == "session-changed":
+                return _Sent("session-changed", read_at, known)
+            raise
+        # sessions.reset unusable: /new does the same, if the read is still fresh enough
+        mono = time.monotonic()
+        if mono - read_at > policy.act_window or mono >= deadline:
+            return _Sent("stale_read", read_at, known)
+        await client.call("sessions.send", {"key": ref.key, "message": "/new"})
+        return _Sent("new_sent", read_at, known)
 
     async def _await_answer(self, ref: AttemptRef, name: str, wait_s: float) -> str | None:
         deadline = time.monotonic() + wait_s
@@ -269,168 +374,19 @@ class Steps:
     def _claim_name(step: Step, ref: AttemptRef) -> str:
         return f"{step.value}-probe" if ref.probed and step is Step.ABORT else step.value
 
-    # -- abort -------------------------------------------------------------------------------
-
-    async def _abort(self, ref: AttemptRef) -> StepResult:
-        spec = self.engine.spec(ref.gateway)
-        async with GatewayClient(spec, self.engine.identity) as client:
-            try:
-                await self._guard(client, spec, ref, Step.ABORT)
-            except _Resume as resume:
-                return self._after_abort(ref, resume.answer, resumed=True)
-            if ref.dry_run:
-                answer = "dry_run"
-            else:
-                payload = await client.call("sessions.abort", {"key": ref.key})
-                answer = str(payload.get("status")) if isinstance(payload, dict) else "?"
-            self._done(ref, Step.ABORT, answer)
-        return self._after_abort(ref, answer)
-
-    def _after_abort(
-        self, ref: AttemptRef, answer: str | None, *, resumed: bool = False
-    ) -> StepResult:
-        delay = self.engine.verify_delay_s
-        if answer is None:
-            # a delivery of this step died after claiming it: never abort again blindly.
-            # A zombie goes on to reset (its guard reads again); an overdue run to verify.
-            nxt_step = Step.RESET if ref.verdict == VerdictKind.ZOMBIE.value else Step.VERIFY
-            return self._result(
-                ref, Step.ABORT, "resumed", "an earlier delivery claimed this abort and died; "
-                "not sending it again", NextStep(step=nxt_step, ref=ref, delay_s=delay),
-            )  # fmt: skip
-        if resumed:
-            result = self._after_abort(ref, answer)
-            return result.model_copy(
-                update={"outcome": "resumed", "detail": f"already answered {answer!r}; "
-                        + result.detail}
-            )  # fmt: skip
-        if answer == "dry_run":
-            nxt_step = Step.RESET if ref.verdict == VerdictKind.ZOMBIE.value else Step.VERIFY
-            return self._result(
-                ref, Step.ABORT, "would_abort", "dry run: sessions.abort not sent",
-                NextStep(step=nxt_step, ref=ref),
-            )  # fmt: skip
-        if ref.verdict == VerdictKind.ZOMBIE.value or ref.probed:
-            if answer == "no-active-run":
-                why = "no active run: the lane is dead" + (" (probe)" if ref.probed else "")
-                nxt = ref.model_copy(update={"after": answer})
-                return self._result(
-                    ref, Step.ABORT, "no_active_run", why, NextStep(step=Step.RESET, ref=nxt)
-                )
-            # the gateway aborted a run: something was alive after all; never reset over it
-            self._release(ref)
-            return self._result(
-                ref, Step.ABORT, "aborted_live_run",
-                f"abort answered {answer!r}: a run was live; stopping without reset",
-            )  # fmt: skip
-        nxt = ref.model_copy(update={"after": answer})
-        return self._result(
-            ref, Step.ABORT, "aborted" if answer == "aborted" else answer.replace("-", "_"),
-            f"abort answered {answer!r}", NextStep(step=Step.VERIFY, ref=nxt, delay_s=delay),
-        )  # fmt: skip
-
-    # -- reset -------------------------------------------------------------------------------
-
-    async def _reset(self, ref: AttemptRef) -> StepResult:
-        spec = self.engine.spec(ref.gateway)
-        delay = self.engine.verify_delay_s
-        async with GatewayClient(spec, self.engine.identity) as client:
-            nxt = NextStep(step=Step.VERIFY, ref=ref, delay_s=delay)
-            try:
-                await self._guard(client, spec, ref, Step.RESET)
-            except _Resume as resume:
-                return self._result(
-                    ref, Step.RESET, "resumed",
-                    f"an earlier delivery already sent it ({resume.answer or 'answer unknown'})",
-                    nxt,
-                )  # fmt: skip
-            if ref.dry_run:
-                self._done(ref, Step.RESET, "dry_run")
-                return self._result(ref, Step.RESET, "would_reset", "dry run: nothing sent", nxt)
-            assert client.hello is not None
-            scopes = client.hello.scopes
-            if scopes is not None and ADMIN_SCOPE not in scopes:
-                # 2026.9.6 needs operator.admin for /new too; without it /new only queues a
-                # message behind the dead lane (measured): send nothing, let it escalate
-                self._done(ref, Step.RESET, "cannot_reset")
-                return self._result(
-                    ref, Step.RESET, "cannot_reset",
-                    "the gateway did not grant operator.admin: neither sessions.reset nor /new "
-                    "can clear this lane", nxt,
-                )  # fmt: skip
-            params: dict[str, object] = {"key": ref.key}
-            if client.hello.protocol >= 4 and ref.session_id:
-                # the gateway's own compare-and-set: refuses if the session id changed meanwhile
-                params["expectedSessionId"] = ref.session_id
-            try:
-                await client.call("sessions.reset", params)
-            except MissingScope as exc:
-                if client.hello.protocol >= 4:
-                    self._done(ref, Step.RESET, "cannot_reset")
-                    return self._result(ref, Step.RESET, "cannot_reset", str(exc), nxt)
-                return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
-            except MethodMissing as exc:
-                return await self._send_new(client, ref, nxt, f"sessions.reset unusable: {exc}")
-            except GatewayCallError as exc:
-                if exc.reason == "session-changed":
-                    self._done(ref, Step.RESET, "session-changed")
-                    raise _Stop("changed", "the gateway refused: the session id changed") from exc
-                raise
-            self._done(ref, Step.RESET, "reset")
-        return self._result(ref, Step.RESET, "reset", "sessions.reset accepted", nxt)
-
-    async def _send_new(
-        self, client: GatewayClient, ref: AttemptRef, nxt: NextStep, why: str
-    ) -> StepResult:
-        await client.call("sessions.send", {"key": ref.key, "message": "/new"})
-        self._done(ref, Step.RESET, "new_sent")
-        return self._result(ref, Step.RESET, "new_sent", f"{why}; sent /new instead", nxt)
-
     # -- verify ------------------------------------------------------------------------------
 
     async def _verify(self, ref: AttemptRef) -> StepResult:
         spec = self.engine.spec(ref.gateway)
+        policy = spec.policy
         async with GatewayClient(spec, self.engine.identity) as client:
-            now = await _reread(client, spec, ref.key)
-        if now is None or now.kind in HEALTHY:
-            why = "no longer listed" if now is None else f"{now.kind.value}: {now.reason}"
-            self.finish_healed(ref.gateway, ref.key, ref.session_id, ref=ref)
-            return self._result(ref, Step.VERIFY, "healed", why)
-        same = compare(ref.detected(), now) is Binding.SAME
-        if same and ref.verdict == VerdictKind.LIVE_OVERDUE.value and not ref.probed:
-            # 2026.3.24 leaves the row `running` after aborting a live run: probe it
-            nxt = ref.model_copy(update={"probed": True, "after": None})
-            return self._result(
-                ref, Step.VERIFY, "still_running",
-                "the row stayed running after the abort; probing with a second abort",
-                NextStep(step=Step.ABORT, ref=nxt),
-            )  # fmt: skip
-        self._release(ref)
-        if ref.dry_run:
-            return self._result(ref, Step.VERIFY, "unchanged", f"dry run: {now.kind.value}")
-        detail = f"still {now.kind.value} after attempt {ref.attempt}: {now.reason}"
-        self._record_error(ref, f"ineffective: {detail}")
-        return self._result(ref, Step.VERIFY, "ineffective", detail)
-
-    def finish_healed(
-        self, gateway: str, key: str, session_id: str | None, *, ref: AttemptRef | None = None
-    ) -> bool:
-        """Close a healed episode: counters, escalation, incident, lease. True if escalated."""
-        store = self.engine.store
-        was_escalated = False
-        if session_id is not None:
-            state = store.attempts.get(gateway, key, session_id)
-            if state is not None:
-                metrics.healed((self.engine.now_ms() - state.first_seen_ms) / 1000)
-            store.attempts.clear(gateway, key, session_id)
-            was_escalated = store.attempts.clear_escalation(gateway, key, session_id)
-        store.episodes.close(gateway, key)
-        if ref is not None:
-            self._release(ref)
-        if was_escalated:
-            metrics.resolved("session")
-            self.engine.pager.resolve(session_dedup_key(gateway, key), gateway=gateway, key=key)
-        return was_escalated
+            now, _ = await read_session(client, spec, ref.key)
+            action = self._decide(ref, Read(Step.VERIFY, now), policy)
+            if action.kind is Kind.CONFIRM:
+                again, _ = await read_session(client, spec, ref.key)
+                read = Read(Step.VERIFY, again, absence_confirmed=again is None)
+                action = self._decide(ref, read, policy)
+        return self._follow(ref, Step.VERIFY, action)
 
     def give_up(self, step: Step, ref: AttemptRef, deliveries: int) -> StepResult:
         """A step that crashed its worker `deliveries` times: stop redelivering, escalate once.
@@ -455,15 +411,35 @@ class Steps:
         engine = self.engine
         store = engine.store
         sid = ref.session_id or ""
+        policy = engine.spec(ref.gateway).policy
         state = store.attempts.get(ref.gateway, ref.key, sid)
-        reason = f"{state.count if state else ref.attempt} attempt(s) did not heal it" + (
-            f"; last: {state.last_error}" if state and state.last_error else ""
-        )
+        flapping = ref.escalation == "flapping"
+        now_ms = engine.now_ms()
+        history: list[int] = []
+        if flapping:
+            history, _ = store.budgets.counts(
+                ref.gateway, ref.key, now_ms=now_ms, window_s=policy.heal_budget_window
+            )
+            ago = ", ".join(f"{(now_ms - t) / 60000:.0f}m" for t in history)
+            reason = (
+                f"flapping: reset {len(history)} time(s) within the heal budget window "
+                f"({ago} ago) and dead again; hands off until `clear` or the window passes"
+            )
+        else:
+            reason = f"{state.count if state else ref.attempt} attempt(s) did not heal it" + (
+                f"; last: {state.last_error}" if state and state.last_error else ""
+            )
         if ref.dry_run:
             return self._result(ref, Step.ESCALATE, "would_escalate", reason)
-        if not store.attempts.mark_escalated(
-            ref.gateway, ref.key, sid, now_ms=engine.now_ms(), reason=reason
-        ):
+        if flapping:
+            first = store.budgets.mark_flapping(
+                ref.gateway, ref.key, ttl_s=policy.heal_budget_window
+            )
+        else:
+            first = store.attempts.mark_escalated(
+                ref.gateway, ref.key, sid, now_ms=now_ms, reason=reason
+            )
+        if not first:
             return self._result(ref, Step.ESCALATE, "already_escalated", reason)
         store.episodes.open(
             ref.gateway,
@@ -471,24 +447,26 @@ class Steps:
             OpenEpisode(
                 session_id=sid,
                 verdict=ref.verdict,
-                since_ms=state.first_seen_ms if state else int(engine.now_ms()),
+                since_ms=state.first_seen_ms if state else int(now_ms),
                 escalated=True,
                 recovery_id=ref.recovery_id,
             ),
         )
-        metrics.escalated("session")
+        kind = "flapping" if flapping else "escalated"
+        metrics.escalated("flapping" if flapping else "session")
         engine.pager.trigger(
             session_dedup_key(ref.gateway, ref.key),
             gateway=ref.gateway,
             key=ref.key,
-            kind="escalated",
+            kind=kind,
             details={
                 "gateway": ref.gateway,
                 "key": ref.key,
                 "verdict": ref.verdict,
                 "attempts": state.count if state else ref.attempt,
                 "last_error": state.last_error if state else None,
-                "age_s": round((engine.now_ms() - state.first_seen_ms) / 1000) if state else None,
+                "age_s": round((now_ms - state.first_seen_ms) / 1000) if state else None,
+                "resets_in_window": len(history) if flapping else None,
             },
         )
-        return self._result(ref, Step.ESCALATE, "escalated", reason)
+        return self._result(ref, Step.ESCALATE, "flapping" if flapping else "escalated", reason)

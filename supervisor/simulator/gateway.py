@@ -117,6 +117,8 @@ class SimGateway:
         self.boot_ms = self.now_ms() - uptime_s * 1000
         self.boot_id = str(uuid.uuid4())
         self.connects = 0
+        #: connections' event sinks: each run started is announced to every connected operator
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # -- clock and lifecycle ---------------------------------------------------------------
 
@@ -394,6 +396,7 @@ class SimGateway:
             s.held_runs.append(run)
             s.updated_at = self.now_ms()
             self._record(s, "sessions.send", params, "held")
+            self._announce(s, run)
         elif s.live_run or s.held_runs:
             s.held_runs.append(run) if self.version is Version.V2026_9_6 else None
             self._record(s, "sessions.send", params, "queued")
@@ -404,7 +407,24 @@ class SimGateway:
             dur = self.run_duration_s
             s.finishes_at = None if dur is None else now + dur * 1000
             self._record(s, "sessions.send", params, "started")
+            self._announce(s, run)
         return {"runId": run, "status": "started"}
+
+    def _announce(self, s: SimSession, run: str) -> None:
+        """The run's first event, as each version sends it on every operator connection."""
+        if self.version is Version.V2026_3_24:
+            payload: dict[str, Any] = {
+                "runId": run, "stream": "lifecycle", "sessionKey": s.key,
+                "data": {"phase": "start", "startedAt": int(self.now_ms())},
+            }  # fmt: skip
+        else:
+            payload = {
+                "runId": run, "stream": "run_status", "sessionKey": s.key,
+                "data": {"phase": "preparing_workspace"},
+            }  # fmt: skip
+        frame = {"type": "event", "event": "agent", "payload": payload}
+        for listener in list(self.listeners):
+            listener(frame)
 
     def mutation_count(self, key: str | None = None, method: str | None = None) -> int:
         return sum(

@@ -189,8 +189,21 @@ class SimulatorServer:
         await ws.send(json.dumps({"type": "res", "id": request_id, "ok": True, "payload": hello}))
         # a tick event now and then, as real gateways send unsolicited events
         await ws.send(json.dumps({"type": "event", "event": "tick", "payload": {"ts": 0}}))
-        async for raw in ws:
-            await self._answer(ws, gw, raw, scopes)
+        # events are queued and sent ahead of this connection's next answer: a run that starts
+        # before the gateway handles our request is announced before that request's answer,
+        # as real gateways order them on one socket
+        events: list[dict[str, Any]] = []
+
+        def listen(frame: dict[str, Any]) -> None:
+            if len(events) < 10_000:
+                events.append(frame)
+
+        gw.listeners.append(listen)
+        try:
+            async for raw in ws:
+                await self._answer(ws, gw, raw, scopes, events)
+        finally:
+            gw.listeners.remove(listen)
 
     def _connect(
         self, gw: SimGateway, params: dict[str, Any], nonce: str
@@ -234,7 +247,12 @@ class SimulatorServer:
         return protocol, scopes, gw.hello(protocol, scopes)
 
     async def _answer(
-        self, ws: ServerConnection, gw: SimGateway, raw: str | bytes, scopes: list[str]
+        self,
+        ws: ServerConnection,
+        gw: SimGateway,
+        raw: str | bytes,
+        scopes: list[str],
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
         try:
             frame = json.loads(raw)
@@ -281,4 +299,6 @@ class SimulatorServer:
             }
         except SimError as err:
             reply = {"type": "res", "id": request_id, "ok": False, "error": err.as_error()}
+        while events:
+            await ws.send(json.dumps(events.pop(0)))
         await ws.send(json.dumps(reply))

@@ -44,6 +44,8 @@ class AuditRecord(BaseModel):
     verdict: str | None = None
     fencing_token: int | None = None
     duration_ms: float | None = None
+    #: mutating steps: ms from the final read to the request (bounded by act_window)
+    read_to_send_ms: float | None = None
     detail: str | None = None
     dry_run: bool | None = None
     recovery_id: str | None = None

@@ -87,6 +87,17 @@ class Keys:
     def breaker(self, gateway: str) -> str:
         return self._key("breaker", gateway)
 
+    def heals(self, gateway: str, session_key: str | None = None) -> str:
+        """Reset times of one session key (or, without a key, of the whole gateway)."""
+        if session_key is None:
+            return self._key("heals", gateway)
+        return self._key("heals", gateway, session_key)
+
+    def flapping(self, gateway: str, session_key: str | None = None) -> str:
+        if session_key is None:
+            return self._key("flapping", gateway)
+        return self._key("flapping", gateway, session_key)
+
     def active(self, gateway: str) -> str:
         return self._key("active", gateway)
 

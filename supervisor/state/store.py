@@ -17,6 +17,7 @@ import redis
 from supervisor.errors import RedisNotDurable, RedisUnavailable
 from supervisor.state.attempts import DEFAULT_COUNTER_TTL_S, Attempts
 from supervisor.state.audit import DEFAULT_MAXLEN, AuditLog
+from supervisor.state.budgets import Budgets
 from supervisor.state.connection import describe, make_client, translate_errors
 from supervisor.state.episodes import Episodes
 from supervisor.state.keys import DEFAULT_PREFIX, Keys
@@ -45,6 +46,7 @@ class StateStore:
         self.attempts = Attempts(client, self.keys, counter_ttl_s=counter_ttl_s)
         self.audit = AuditLog(client, self.keys, maxlen=audit_maxlen, approximate=audit_approximate)
         self.episodes = Episodes(client, self.keys)
+        self.budgets = Budgets(client, self.keys)
 
     @classmethod
     def from_url(

@@ -18,8 +18,9 @@ from unittest import mock
 
 from supervisor import app as app_module
 from supervisor.app import SOFT_TIME_LIMIT_S, TIME_LIMIT_S, VISIBILITY_TIMEOUT_S, app
+from supervisor.core.attempt import AttemptRef
 from supervisor.core.policy import Policy
-from supervisor.recovery.models import AttemptRef, NextStep
+from supervisor.recovery.models import NextStep
 from supervisor.schedule import desired_entries
 from supervisor.settings import Settings
 from supervisor.state.episodes import DEFAULT_CLAIM_TTL_S

@@ -39,6 +39,9 @@ class RecordingPager:
     def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
         self.resolves.append(dedup_key)
 
+    def silenced(self, gateway: str, key: str | None = None) -> None:
+        return None
+
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorServer]:
