@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         "on the monotonic clock from before the lease was renewed), so a paused holder never "
         "acts after its lease could have passed to another worker (at most a tenth of the TTL).",
     )
+    step_time_limit_s: float = Field(
+        120.0,
+        gt=0,
+        description="Hard time limit of one recovery step task (the soft limit is three "
+        "quarters of it). With act_window it must stay below the lease TTL: a worker refuses "
+        "to start otherwise.",
+    )
     verify_delay_s: float = Field(
         1.0, ge=0, description="Pause before verifying, for the gateway to settle."
     )

@@ -14,9 +14,11 @@ import threading
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_init
 
 from supervisor import failpoints
 from supervisor.app import VISIBILITY_TIMEOUT_S, app
+from supervisor.core.rules import Limits, limit_problems
 from supervisor.core.attempt import AttemptRef
 from supervisor.core.ladder import Step
 from supervisor.errors import ConfigError, StateError
@@ -55,13 +57,57 @@ def get_engine() -> Engine:
         return _engine
 
 
+#: pools whose workers Celery cannot kill at the hard time limit
+_NO_HARD_LIMIT = ("threads", "solo", "eventlet", "gevent")
+
+
+def worker_limits(pool: str) -> Limits:
+    """The time limits a step of this worker runs under."""
+    settings = get_settings()
+    hard = None if any(p in pool.lower() for p in _NO_HARD_LIMIT) else settings.step_time_limit_s
+    return Limits(
+        lease_ttl_s=settings.lease_ttl_s,
+        step_hard_limit_s=hard,
+        visibility_timeout_s=float(VISIBILITY_TIMEOUT_S),
+        act_window_s=max((spec.policy.act_window for spec in _fleet_specs()), default=0.25),
+        lease_margin_s=min(settings.lease_margin_s, settings.lease_ttl_s / 10),
+    )
+
+
+def _fleet_specs() -> list[Any]:
+    # read here, not through get_engine(): the worker's parent must not open Redis before
+    # forking its children
+    from supervisor.fleet import load_fleet
+
+    path = get_settings().fleet
+    try:
+        return list(load_fleet(path).gateways) if path is not None else []
+    except Exception:  # the fleet is checked where it is used; here only its act windows
+        return []
+
+
+@worker_init.connect
+def _refuse_unsafe_limits(sender: Any = None, **_: object) -> None:
+    """A worker whose limits would let a step act on a lease no longer its own does not start."""
+    pool = getattr(getattr(sender, "pool_cls", None), "__name__", "") or str(
+        getattr(sender, "pool_cls", "")
+    )
+    problems = limit_problems(worker_limits(pool))
+    if problems:
+        log.critical("refusing to start: %s", "; ".join(problems))
+        raise SystemExit(f"lane-supervisor worker refuses to start: {'; '.join(problems)}")
+
+
 def enqueue(nxt: NextStep) -> str:
     """Send a step as its task; returns the task id."""
     task: Task = STEP_TASKS[nxt.step]
     ref = nxt.ref
+    limit = get_settings().step_time_limit_s
     result = task.apply_async(
         kwargs={"gateway": ref.gateway, "key": ref.key, "ref": ref.model_dump(mode="json")},
         countdown=min(nxt.delay_s, MAX_COUNTDOWN_S) or None,
+        time_limit=limit,
+        soft_time_limit=limit * 0.75,
     )
     return str(result.id)
 

@@ -333,6 +333,8 @@ class Cluster:
             SUPERVISOR_BEAT_MAX_LOOP_INTERVAL_S="0.5",
             SUPERVISOR_VERIFY_DELAY_S="0.2",
             SUPERVISOR_LEASE_TTL_S="10",
+            # below the lease TTL, as the worker insists (the step limit plus act_window)
+            SUPERVISOR_STEP_TIME_LIMIT_S="8",
             SUPERVISOR_PAGING_TICK_S="2",
             CHAOS_PD_KEY=PD_KEY,
             CHAOS_HMAC_SECRET=HMAC_SECRET,

@@ -158,6 +158,7 @@ def worker_kills(root: Path, runs: int) -> Row:
     rng = random.Random(2)
     with Cluster(root) as c:
         c.env_extra["SUPERVISOR_LEASE_TTL_S"] = "5"
+        c.env_extra["SUPERVISOR_STEP_TIME_LIMIT_S"] = "4"
         gws = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]
         for gw in gws:
             gw.delay_s = 0.15  # every answer takes a while: an attempt spans a second or two
@@ -379,6 +380,7 @@ def redis_restarts(root: Path, runs: int) -> Row:
     rng = random.Random(7)
     with Cluster(root) as c:
         c.env_extra["SUPERVISOR_LEASE_TTL_S"] = "5"
+        c.env_extra["SUPERVISOR_STEP_TIME_LIMIT_S"] = "4"
         gws = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]
         idle = c.gateway("idle", "2026.9.6")  # only scans list it
         c.write_fleet()

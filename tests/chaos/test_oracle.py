@@ -37,7 +37,7 @@ def test_without_step_claims_copies_of_a_step_act_twice(tmp_path: Path) -> None:
 
 
 def test_without_the_reread_a_live_run_is_aborted(tmp_path: Path) -> None:
-    with mock.patch("supervisor.recovery.steps.compare", lambda *_: Binding.SAME):
+    with mock.patch("supervisor.core.ladder.compare", lambda *_: Binding.SAME):
         row = inline.live_race(tmp_path, 4)
     assert row.wrong > 0 and row.survived == 0
 
