@@ -18,9 +18,9 @@ from celery.signals import worker_init
 
 from supervisor import failpoints
 from supervisor.app import VISIBILITY_TIMEOUT_S, app
-from supervisor.core.rules import Limits, limit_problems
 from supervisor.core.attempt import AttemptRef
 from supervisor.core.ladder import Step
+from supervisor.core.rules import Limits, limit_problems
 from supervisor.errors import ConfigError, StateError
 from supervisor.escalation.pager import Delivery
 from supervisor.recovery.context import Engine

@@ -81,7 +81,9 @@ def test_found(
 
 
 def test_pages_say_which_escalation() -> None:
-    exhausted = next_action(None, Found(verdict(VerdictKind.ZOMBIE), Episode(attempts=3)), POLICY, NOW)
+    exhausted = next_action(
+        None, Found(verdict(VerdictKind.ZOMBIE), Episode(attempts=3)), POLICY, NOW
+    )
     flapping = next_action(
         None, Found(verdict(VerdictKind.ZOMBIE), Episode(heals_in_window=3)), POLICY, NOW
     )
@@ -131,8 +133,12 @@ def test_final_read(
 
 def test_a_lost_lease_is_not_released_a_stale_read_is() -> None:
     zombie = verdict(VerdictKind.ZOMBIE)
-    lost = next_action(attempt(VerdictKind.ZOMBIE), Read(Step.RESET, zombie, lease_left_s=0), POLICY, NOW)
-    stale = next_action(attempt(VerdictKind.ZOMBIE), Read(Step.RESET, zombie, read_age_s=1), POLICY, NOW)
+    lost = next_action(
+        attempt(VerdictKind.ZOMBIE), Read(Step.RESET, zombie, lease_left_s=0), POLICY, NOW
+    )
+    stale = next_action(
+        attempt(VerdictKind.ZOMBIE), Read(Step.RESET, zombie, read_age_s=1), POLICY, NOW
+    )
     assert lost.release is False and stale.release is True
 
 
@@ -246,7 +252,9 @@ def test_verify(
     kind: VerdictKind, attempt_kw: dict[str, object], now: Verdict | None,
     read_kw: dict[str, bool], expected: Kind, outcome: str,
 ) -> None:  # fmt: skip
-    action = next_action(attempt(kind, **attempt_kw), Read(Step.VERIFY, now, **read_kw), POLICY, NOW)
+    action = next_action(
+        attempt(kind, **attempt_kw), Read(Step.VERIFY, now, **read_kw), POLICY, NOW
+    )
     assert (action.kind, action.outcome) == (expected, outcome)
     if expected is Kind.CLOSE:
         assert action.healed

@@ -58,7 +58,9 @@ def test_closes_episode(now: Verdict | None, held: bool, confirmed: bool, closes
         (100, 100, 1.0, 5, False),  # share 1 turns it off
     ],
 )
-def test_zombie_breaker(zombies: int, total: int, share: float, minimum: int, is_open: bool) -> None:
+def test_zombie_breaker(
+    zombies: int, total: int, share: float, minimum: int, is_open: bool
+) -> None:
     verdicts = [v(K.ZOMBIE)] * zombies + [v(K.IDLE)] * (total - zombies)
     policy = Policy(zombie_breaker_share=share, zombie_breaker_min=minimum)
     assert zombie_breaker_open(verdicts, policy) == (is_open, zombies, total)
