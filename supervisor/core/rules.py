@@ -21,15 +21,23 @@ def is_healthy(verdict: Verdict) -> bool:
 
 
 def closes_episode(
-    episode_session_id: str, now: Verdict | None, *, lease_held: bool, absence_confirmed: bool
+    episode_session_id: str,
+    now: Verdict | None,
+    *,
+    lease_held: bool,
+    absence_confirmed: bool,
+    flapping: bool = False,
 ) -> str | None:
     """Why a scan may close an open episode (healed or gone), or None to leave it open.
 
     An unhealthy row of the same session (or an unreadable one) keeps it open; a running
     attempt (lease held) closes its own episode in verify; absence counts only when a second,
     independent read confirms it (one listing can skip a row whose neighbours were deleted
-    between two pages).
+    between two pages). A flapping session (counted by key) stays hands off until it is
+    healthy: another sessionId on its key is no heal.
     """
+    if flapping and (now is None or not is_healthy(now)):
+        return None
     if now is None:
         if not absence_confirmed:
             return None

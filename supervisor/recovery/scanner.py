@@ -54,6 +54,7 @@ class Scanner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._only_key: str | None = None
+        self._started = 0
 
     def _act(
         self, out: ScanOutcome, gateway: str, key: str | None, step: str, outcome: str, detail: str
@@ -71,6 +72,7 @@ class Scanner:
         """Scan one gateway; `only_key` (the `recover` command) acts on that session alone,
         without waiting out its backoff."""
         self._only_key = only_key
+        self._started = 0
         spec = self.engine.spec(gateway)
         report, scan = asyncio.run(look(spec, self.engine.identity))
         metrics.scanned(report)
@@ -189,8 +191,9 @@ class Scanner:
             now = by_key.get(key)
             held = now is not None and self.engine.store.leases.holder(name, key) is not None
             why = closes_episode(
-                episode.session_id, now, lease_held=held, absence_confirmed=key in confirmed
-            )
+                episode.session_id, now, lease_held=held, absence_confirmed=key in confirmed,
+                flapping=episode.escalated and self.engine.store.budgets.is_flapping(name, key),
+            )  # fmt: skip
             if why is None:
                 continue
             escalated = close_episode(self.engine, name, key, episode.session_id)
@@ -267,7 +270,8 @@ class Scanner:
             escalated=store.attempts.is_escalated(name, key, sid),
             flapping=store.budgets.is_flapping(name, key),
             heals_in_window=len(heals),
-            gateway_heals_in_hour=gateway_heals,
+            # attempts this scan started will reset too: they spend the budget already
+            gateway_heals_in_hour=gateway_heals + self._started,
         )
         found = Found(verdict, episode, new_boot=new_boot, forced=self._only_key is not None)
         action = next_action(None, found, policy, now_ms)
@@ -336,6 +340,7 @@ class Scanner:
             dry_run=dry_run or None,
         )
         out.starts.append(NextStep(step=action.step, ref=ref))
+        self._started += 1
 
     def _gateway_over_budget(
         self, spec: GatewaySpec, reason: str, dry_run: bool, out: ScanOutcome

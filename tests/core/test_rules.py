@@ -49,6 +49,15 @@ def test_closes_episode(now: Verdict | None, held: bool, confirmed: bool, closes
 
 
 @pytest.mark.parametrize(
+    ("now", "closes"),
+    [(v(K.ZOMBIE, sid="other"), False), (None, False), (v(K.IDLE, sid="other"), True)],
+)
+def test_a_flapping_episode_closes_only_when_healthy(now: Verdict | None, closes: bool) -> None:
+    why = closes_episode("s1", now, lease_held=False, absence_confirmed=True, flapping=True)
+    assert (why is not None) is closes
+
+
+@pytest.mark.parametrize(
     ("zombies", "total", "share", "minimum", "is_open"),
     [
         (5, 8, 0.5, 5, True),

@@ -74,7 +74,14 @@ class Rig:
         gw = SimGateway(name, version=Version(version), token=DEMO_TOKEN, **kw)  # type: ignore[arg-type]
         return self.sim.add(gw)
 
-    def engine(self, extra: str = "", *, dry_run: bool = False, stale_after: str = "0s") -> Engine:
+    def engine(
+        self,
+        extra: str = "",
+        *,
+        dry_run: bool = False,
+        stale_after: str = "0s",
+        lease_ttl_s: float = 30,
+    ) -> Engine:
         # attempts may follow each other at once unless a test sets its own backoff
         defaults = "" if "backoff_base" in extra else 'backoff_base = "0s"\n'
         path = write_fleet(
@@ -84,7 +91,7 @@ class Rig:
             FleetSource(path).get,
             self.store,
             self.identity,
-            lease_ttl_s=30,
+            lease_ttl_s=lease_ttl_s,
             verify_delay_s=0,
             dry_run=dry_run,
             pager=self.pager,
