@@ -7,9 +7,12 @@ path is replaced by the caller's tag (gateway and session key), so it fires once
 (many sessions can each lose one worker at once). Without it the point fires every time (a step
 that always crashes its worker). Reading two environment variables is all it costs when off.
 
-Points, in the order a mutating step meets them: after_reread, after_lease, after_claim,
-after_act (the gateway answered, the answer not yet recorded), before_ack (the task finished
-and enqueued its follow-up, not yet acknowledged).
+Points, in the order a mutating step meets them: before_claim (nothing of the step written
+yet: a step that dies here at every delivery is a poison task), after_claim, after_lease,
+after_reread (the final read done, not yet judged), before_send (the ladder said send),
+after_act (the gateway answered,
+the answer not yet recorded), before_ack (the task finished and enqueued its follow-up, not yet
+acknowledged).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import signal
 from urllib.parse import quote
 
-POINTS = ("after_reread", "after_lease", "after_claim", "after_act", "before_ack")
+POINTS = ("before_claim", "after_claim", "after_lease", "after_reread", "after_act", "before_ack")
 
 
 def hit(point: str, step: str | None = None, tag: str | None = None) -> None:

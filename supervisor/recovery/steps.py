@@ -243,6 +243,7 @@ class Steps:
             # 1. every Redis round trip before the final read
             if not ref.dry_run:
                 engine.require_durable()
+            failpoints.hit("before_claim", step.value, _tag(ref))
             claim = engine.store.episodes.claim_step(
                 ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
             )
@@ -292,6 +293,7 @@ class Steps:
                 engine.store.episodes.finish_step(ref.recovery_id, name, action.outcome)
                 return self._follow(ref, step, action)
             # 3. at once: the request
+            failpoints.hit("before_send", step.value, _tag(ref))
             sent = await self._send(client, step, ref, now, read_at, deadline, policy)
             collided = bool(client.runs_started_since(ref.key, sent.read_at, sent.known_runs))
             self._done(ref, step, sent.answer)

@@ -182,6 +182,15 @@ class Pages:
                 out[body["dedup_key"]] = out.get(body["dedup_key"], 0) + 1
         return out
 
+    def resolves(self) -> dict[str, int]:
+        """PagerDuty resolve events per dedup_key."""
+        out: dict[str, int] = {}
+        for r in self.recorder.to("/v2/enqueue"):
+            body = r.json()
+            if body.get("event_action") == "resolve":
+                out[body["dedup_key"]] = out.get(body["dedup_key"], 0) + 1
+        return out
+
     def bodies(self) -> bytes:
         return b"\n".join(r.body + repr(r.headers).encode() for r in self.recorder.requests)
 

@@ -40,6 +40,7 @@ from tests.integration.procs import free_port
 
 #: the steps each failpoint is met in (before_ack also ends read-only steps)
 STEPS_AT = {
+    "before_claim": ("abort", "reset"),
     "after_reread": ("abort", "reset"),
     "after_lease": ("abort", "reset"),
     "after_claim": ("abort", "reset"),
@@ -475,7 +476,7 @@ def crash_loop(root: Path, runs: int, max_deliveries: int = 3) -> Row:
         c.start_beat("beat")
         w = c.start_worker(
             "w",
-            SUPERVISOR_FAILPOINT="after_reread:abort",
+            SUPERVISOR_FAILPOINT="before_claim:abort",
             SUPERVISOR_MAX_STEP_DELIVERIES=str(max_deliveries),
         )
         stuck = [add_zombie(c.sim, gws[i % 2]) for i in range(runs)]

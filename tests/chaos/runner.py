@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.chaos import fuzz, inline, real, static
+from tests.chaos import adversarial, fuzz, inline, real, static
 from tests.chaos.harness import chaos_environ
 from tests.chaos.oracle import Row
 
@@ -26,7 +26,7 @@ class Fault:
 
 
 FAULTS: list[Fault] = [
-    Fault("1", lambda r, n: real.child_kills(r, n), 5, 200),
+    Fault("1", lambda r, n: real.child_kills(r, n), 6, 240),
     Fault("2", lambda r, n: real.worker_kills(r, n), 2, 50),
     Fault("3", lambda r, n: inline.live_race(r, n), 10, 500),
     Fault("4a", lambda r, n: inline.concurrent_steps(r, n), 10, 1000),
@@ -50,6 +50,11 @@ FAULTS: list[Fault] = [
     Fault("14", lambda r, n: inline.clock_skew(r, n), 8, 200),
     Fault("15", lambda r, n: real.secrets(r), 1, 1),
     Fault("16", lambda r, n: static.static_invariants(), 1, 1),
+    Fault("17", lambda r, n: adversarial.act_window_messages(r, n), 16, 500),
+    Fault("18", lambda r, n: adversarial.paused_holders(r, n), 4, 100),
+    Fault("19", lambda r, n: adversarial.redis_paused(r, n), 4, 100),
+    Fault("20", lambda r, n: adversarial.flapping(r, n), 5, 20),
+    Fault("21", lambda r, n: adversarial.shifting_pages(r, n), 3, 100),
 ]
 BY_ID = {f.id: f for f in FAULTS}
 
