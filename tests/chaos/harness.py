@@ -298,6 +298,8 @@ class Cluster:
             "connect_timeout": f'"{connect_timeout}"',
             "backoff_base": '"0s"',
             "zombie_breaker_share": "1",
+            # rows heal hundreds of sessions per gateway in minutes; row 20 tests the budget
+            "max_heals_per_gateway_hour": "1000000",
         }
         for line in (self.defaults if defaults is None else defaults).splitlines():
             name, sep, value = line.partition("=")

@@ -161,3 +161,37 @@ def test_a_session_silence_with_actions_stops_recovery_and_paging(
     escalate(engine)
     assert stuck.mutations == []
     assert http.requests == []
+
+
+def test_clear_resolves_the_incident_and_a_later_heal_leaves_nothing_open(
+    engine: Engine,
+    stuck: SimGateway,
+    http: Recorder,
+    sim: SimulatorServer,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`clear` closes the episode the one way verify and the scan do: before, it dropped the
+    escalation marker without resolving, and the incident stayed open until its TTL."""
+    from typer.testing import CliRunner
+
+    from supervisor.cli import app
+
+    escalate(engine)
+    assert events(http)["pd"] == [("trigger", "gw/agent:main:stuck")]
+    monkeypatch.setenv("SUPERVISOR_REDIS_URL", redis_url)
+    monkeypatch.setenv("SUPERVISOR_KEY_PREFIX", prefix)
+    monkeypatch.setenv("SUPERVISOR_FLEET", str(tmp_path / "fleet.toml"))
+    monkeypatch.setenv("SUPERVISOR_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(app, ["clear", "gw", "agent:main:stuck"])
+    assert result.exit_code == 0, result.output
+    seen = events(http)
+    assert seen["pd"] == [("trigger", "gw/agent:main:stuck"), ("resolve", "gw/agent:main:stuck")]
+    assert engine.paging is not None and engine.paging.incidents.list_open() == []
+    # it gets fixed by hand afterwards: nothing is left open, nothing resolved twice
+    sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
+    run_ladder(engine, "gw")
+    assert events(http)["pd"] == seen["pd"]
+    assert engine.store.episodes.open_episodes("gw") == {}
