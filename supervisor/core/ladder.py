@@ -161,6 +161,8 @@ def next_action(
     if attempt is None:
         raise ValueError(f"{type(observation).__name__} needs the attempt it belongs to")
     if isinstance(observation, Read):
+        if observation.step is Step.ESCALATE:
+            raise ValueError("the escalate step reads nothing: it pages")
         if observation.step is Step.VERIFY:
             return _verify(attempt, observation)
         return _final_read(attempt, observation, policy)
@@ -365,6 +367,7 @@ def _after_reset(answer: str | None) -> Action:
         reasons.get(answer, f"reset answered {answer!r}"),
         step=Step.VERIFY,
         settle=True,
+        update={"after": answer},
     )
 
 
@@ -390,6 +393,16 @@ def _verify(attempt: AttemptRef, read: Read) -> Action:
         )
     if attempt.dry_run:
         return Action(Kind.STOP, "unchanged", f"dry run: {now.kind.value}")
+    if same and attempt.after in ("reset", "new_sent"):
+        # the gateway said the lane was reset and the row is the very same (openclaw #126836):
+        # another reset would only say so again; hand it to a person now, with the evidence
+        detail = (
+            f"the {'reset' if attempt.after == 'reset' else '/new'} was accepted and changed "
+            f"nothing: still {now.kind.value}, same sessionId and startedAt ({now.reason})"
+        )
+        return Action(
+            Kind.NEXT, "ineffective", detail, step=Step.ESCALATE, error=f"ineffective: {detail}"
+        )
     detail = f"still {now.kind.value} after attempt {attempt.attempt}: {now.reason}"
     return Action(Kind.STOP, "ineffective", detail, error=f"ineffective: {detail}")
 

@@ -191,6 +191,8 @@ class Steps:
         """Do what the ladder decided after this step (the edge's half of every transition)."""
         if action.kind is Kind.NEXT:
             assert action.step is not None
+            if action.error:
+                self._record_error(ref, action.error)
             nxt = ref.model_copy(update=dict(action.update)) if action.update else ref
             delay = self.engine.verify_delay_s if action.settle else 0.0
             return self._result(
@@ -410,6 +412,8 @@ class Steps:
     # -- escalate ----------------------------------------------------------------------------
 
     def _escalate(self, ref: AttemptRef) -> StepResult:
+        # an attempt that ends in an escalation leaves the session to a person: its lease goes
+        self._release(ref)
         engine = self.engine
         store = engine.store
         sid = ref.session_id or ""

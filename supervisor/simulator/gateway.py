@@ -34,6 +34,8 @@ class FaultMode(StrEnum):
     GARBAGE = "garbage"  # answer requests with a frame that is not JSON
     OVERSIZED = "oversized"  # answer requests with a huge frame
     HANG_CALLS = "hang_calls"  # complete the handshake, then never answer
+    #: sessions.reset answers ok and changes nothing (openclaw #126836)
+    RESET_NOOP = "reset_noop"
 
 
 class SimError(Exception):
@@ -371,6 +373,9 @@ class SimGateway:
                 "session changed",
                 {"reason": "session-changed", "sessionId": s.session_id},
             )
+        if self.fault is FaultMode.RESET_NOOP:
+            self._record(s, "sessions.reset", params, "noop")
+            return {"ok": True, "key": s.key, "entry": self.row(s)}
         self._clear(s)
         self._record(s, "sessions.reset", params, "reset")
         return {"ok": True, "key": s.key, "entry": self.row(s)}

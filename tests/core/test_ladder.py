@@ -262,6 +262,20 @@ def test_verify(
         assert action.error and action.error.startswith("ineffective")
 
 
+@pytest.mark.parametrize("after", ["reset", "new_sent"])
+def test_a_reset_that_changed_nothing_escalates_at_once(after: str) -> None:
+    action = next_action(
+        attempt(ZOMBIE, after=after), Read(Step.VERIFY, verdict(VerdictKind.ZOMBIE)), POLICY, NOW
+    )
+    assert (action.kind, action.outcome, action.step) == (Kind.NEXT, "ineffective", Step.ESCALATE)
+    assert action.error and "changed nothing" in action.error
+
+
+def test_a_reset_answer_is_remembered_for_verify() -> None:
+    action = next_action(attempt(ZOMBIE), Answered(Step.RESET, "reset"), POLICY, NOW)
+    assert dict(action.update) == {"after": "reset"}
+
+
 def test_the_probe_marks_the_attempt() -> None:
     action = next_action(
         attempt(OVERDUE), Read(Step.VERIFY, verdict(VerdictKind.LIVE_OVERDUE)), POLICY, NOW

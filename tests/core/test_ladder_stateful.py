@@ -213,6 +213,9 @@ class LadderMachine(RuleBasedStateMachine):
         self._follow(ref, next_action(ref, Read(Step.VERIFY, self.s.verdict()), POLICY, self.now))
 
     def _follow(self, ref: AttemptRef, action: Action) -> None:
+        if action.kind is Kind.NEXT and action.step is Step.ESCALATE:
+            self.x.escalated, self.x.pending = True, None  # the escalate step only pages
+            return
         if action.kind is Kind.NEXT:
             assert action.step is not None
             nxt = ref.model_copy(update=dict(action.update)) if action.update else ref

@@ -237,3 +237,27 @@ def test_a_session_skipped_by_a_shifting_listing_is_not_closed(rig: Rig) -> None
     assert not any(a.key == "agent:main:a100x" and a.outcome == "healed" for a in actions)
     assert rig.pager.resolves == []
     assert "agent:main:a100x" in rig.store.episodes.open_episodes("gw")
+
+
+# -- 5. a reset that answers ok and changes nothing ----------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_reset_that_changes_nothing_ends_ineffective_and_escalates_at_once(
+    rig: Rig, version: str
+) -> None:
+    from supervisor.simulator import FaultMode
+
+    gw = rig.gateway("gw", version)
+    gw.add_zombie(KEY)
+    gw.fault = FaultMode.RESET_NOOP
+    engine = rig.engine()
+    steps = outcomes(run_ladder(engine, "gw"))
+    assert ("verify", "ineffective") in steps and ("escalate", "escalated") in steps, steps
+    assert [kind for _, kind in rig.pager.triggers] == ["escalated"]
+    assert gw.mutation_count(KEY, "sessions.reset") == 1  # not tried again and again
+    assert rig.store.leases.holder("gw", KEY) is None
+    for _ in range(3):
+        run_ladder(engine, "gw")
+    assert gw.mutation_count(KEY, "sessions.reset") == 1
+    assert len(rig.pager.triggers) == 1
