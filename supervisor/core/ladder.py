@@ -287,7 +287,7 @@ def _answered(attempt: AttemptRef, answered: Answered) -> Action:
         )
     if answer in NOT_SENT:
         return Action(Kind.STOP, answer or "", f"{step.value} not sent: {answer}")
-    action = _after_abort(attempt, answer) if step is Step.ABORT else _after_reset(answer)
+    action = _after_abort(attempt, answer) if step is Step.ABORT else _after_reset(attempt, answer)
     if answered.resumed and action.kind is Kind.NEXT and answer is not None:
         return Action(
             Kind.NEXT,
@@ -341,7 +341,7 @@ def _after_abort(attempt: AttemptRef, answer: str | None) -> Action:
     )
 
 
-def _after_reset(answer: str | None) -> Action:
+def _after_reset(attempt: AttemptRef, answer: str | None) -> Action:
     if answer is None:
         return Action(
             Kind.NEXT,
@@ -361,10 +361,17 @@ def _after_reset(answer: str | None) -> Action:
         "new_sent": "sessions.reset unusable; sent /new instead",
         "cannot_reset": "neither sessions.reset nor /new is allowed on this connection",
     }
+    reason = reasons.get(answer, f"reset answered {answer!r}")
+    if answer in ("reset", "new_sent") and attempt.verdict == VerdictKind.HELD.value:
+        # 2026.9.6 drops the messages held behind the dead lane with it (measured): say so
+        reason += (
+            f"; it dropped {len(attempt.run_ids)} message(s) held behind the dead lane "
+            f"(runs {', '.join(attempt.run_ids)})"
+        )
     return Action(
         Kind.NEXT,
         answer,
-        reasons.get(answer, f"reset answered {answer!r}"),
+        reason,
         step=Step.VERIFY,
         settle=True,
         update={"after": answer},

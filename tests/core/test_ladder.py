@@ -271,6 +271,14 @@ def test_a_reset_that_changed_nothing_escalates_at_once(after: str) -> None:
     assert action.error and "changed nothing" in action.error
 
 
+def test_a_reset_of_a_held_lane_reports_the_messages_it_dropped() -> None:
+    held = attempt(HELD, run_ids=("m1", "m2"))
+    action = next_action(held, Answered(Step.RESET, "reset"), POLICY, NOW)
+    assert "dropped 2 message(s)" in action.reason and "m1, m2" in action.reason
+    zombie = next_action(attempt(ZOMBIE), Answered(Step.RESET, "reset"), POLICY, NOW)
+    assert "dropped" not in zombie.reason
+
+
 def test_a_reset_answer_is_remembered_for_verify() -> None:
     action = next_action(attempt(ZOMBIE), Answered(Step.RESET, "reset"), POLICY, NOW)
     assert dict(action.update) == {"after": "reset"}
