@@ -20,11 +20,20 @@ prometheus-client's `MultiProcessCollector`. Without it, the series live in this
 | lane_supervisor_breaker_open | gauge | gateway, breaker (unreachable, zombies) |
 | lane_supervisor_lease_conflicts_total | counter | |
 | lane_supervisor_gateway_errors_total | counter | gateway, kind |
+| lane_supervisor_gateway_approval_pending | gauge | gateway (1: device awaits approval) |
+| lane_supervisor_last_scan_timestamp_seconds | gauge | gateway |
+| lane_supervisor_scan_interval_seconds | gauge | gateway |
+| lane_supervisor_worker_heartbeat_timestamp_seconds | gauge | host |
+
+The alert rules and the dashboard built on these are in deploy/ (README: "Alerts and dashboard").
+Counters whose first increment must be seen by `increase()` (escalations, resolves) are created
+at 0 for every known kind at import: Prometheus sees no increase on a series born at 1.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec
@@ -71,6 +80,45 @@ READ_TO_SEND = Histogram(
 )
 LEASE_CONFLICTS = Counter(f"{PREFIX}_lease_conflicts", "Attempts not started: lease held")
 GATEWAY_ERRORS = Counter(f"{PREFIX}_gateway_errors", "Failed scans by kind", ["gateway", "kind"])
+APPROVAL_PENDING = Gauge(
+    f"{PREFIX}_gateway_approval_pending",
+    "1 while the gateway refuses this device until `openclaw devices approve` (not_paired)",
+    ["gateway"],
+    multiprocess_mode="mostrecent",
+)
+LAST_SCAN = Gauge(
+    f"{PREFIX}_last_scan_timestamp_seconds",
+    "Unix time the last scan of the gateway finished (ok or not)",
+    ["gateway"],
+    multiprocess_mode="max",
+)
+SCAN_INTERVAL = Gauge(
+    f"{PREFIX}_scan_interval_seconds",
+    "The gateway's configured scan_interval",
+    ["gateway"],
+    multiprocess_mode="mostrecent",
+)
+WORKER_HEARTBEAT = Gauge(
+    f"{PREFIX}_worker_heartbeat_timestamp_seconds",
+    "Unix time a worker process on this host last said it is alive",
+    ["host"],
+    multiprocess_mode="max",
+)
+#: every kind `escalated()`/`resolved()` is called with, created at 0 (see the module doc)
+ESCALATION_KINDS = (
+    "session",
+    "flapping",
+    "collided",
+    "gateway_unreachable",
+    "gateway_flapping",
+    "breaker_open",
+    "redis_not_durable",
+)
+for _kind in ESCALATION_KINDS:
+    ESCALATIONS.labels(_kind)
+    RESOLVES.labels(_kind)
+#: the error kind that means "approve this device on the gateway host"
+NOT_PAIRED = "not_paired"
 
 
 def _safe(fn: Callable[P, None]) -> Callable[P, None]:
@@ -87,12 +135,19 @@ def _safe(fn: Callable[P, None]) -> Callable[P, None]:
 
 
 @_safe
-def scanned(report: GatewayReport) -> None:
+def scanned(report: GatewayReport, *, interval_s: float | None = None) -> None:
     SCANS.labels(report.name, "error" if report.error else "ok").inc()
     SCAN_SECONDS.labels(report.name).observe(report.duration_ms / 1000)
+    LAST_SCAN.labels(report.name).set(time.time())
+    if interval_s is not None:
+        SCAN_INTERVAL.labels(report.name).set(interval_s)
     if report.error:
         GATEWAY_ERRORS.labels(report.name, report.error_kind or "error").inc()
+        if report.error_kind == NOT_PAIRED:
+            APPROVAL_PENDING.labels(report.name).set(1)
+        # another error (unreachable...) says nothing about pairing: the gauge keeps its value
         return
+    APPROVAL_PENDING.labels(report.name).set(0)
     counts = Tally(s.verdict for s in report.sessions)
     for verdict in VERDICTS:
         SESSIONS.labels(report.name, verdict).set(counts.get(verdict, 0))
@@ -131,3 +186,8 @@ def lease_conflict() -> None:
 @_safe
 def read_to_send(step: str, seconds: float) -> None:
     READ_TO_SEND.labels(step).observe(seconds)
+
+
+@_safe
+def heartbeat(host: str) -> None:
+    WORKER_HEARTBEAT.labels(host).set(time.time())

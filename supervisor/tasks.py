@@ -16,7 +16,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_init
 
-from supervisor import failpoints
+from supervisor import failpoints, heartbeat  # noqa: F401  (heartbeat: worker signals)
 from supervisor.app import VISIBILITY_TIMEOUT_S, app
 from supervisor.core.attempt import AttemptRef
 from supervisor.core.ladder import Step

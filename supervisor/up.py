@@ -1,9 +1,10 @@
 """`lane-supervisor up`: Redis, a worker, beat and Flower for one host, in the foreground.
 
 Without `SUPERVISOR_REDIS_URL` an embedded valkey-server runs under the state dir (append-only
-file on). Without a fleet file a demo fleet of simulated gateways holding zombies runs in this
-process, so a new user sees them healed in Flower within a minute. The worker, beat and Flower
-are real `celery` processes, started as children with the same environment the CLI reads;
+file on, a generated password required). Without a fleet file a demo fleet of simulated
+gateways holding zombies runs in this process, so a new user sees them healed in Flower within
+a minute. The worker, beat and Flower are real `celery` processes, started as children with the
+same environment the CLI reads;
 Flower's credentials go through its environment (`FLOWER_BASIC_AUTH`), never its command line,
 where `ps` would show them (flower #209). Ctrl-C or SIGTERM stops the children, then Redis.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from supervisor.fleet import load_fleet
 from supervisor.recovery.runtime import URL_FILE, embedded_dir
-from supervisor.redis_server import EmbeddedRedis
+from supervisor.redis_server import EmbeddedRedis, write_private
 from supervisor.settings import Settings
 
 #: how long children get to stop after SIGTERM before SIGKILL
@@ -78,9 +79,11 @@ def _redis(settings: Settings) -> Iterator[str]:
         yield settings.redis_url.get_secret_value()
         return
     data_dir = embedded_dir(settings)
-    with EmbeddedRedis(data_dir) as server:
+    # a generated password (0600 in the data dir), given to the server in a config file: the
+    # URL the children get in their environment carries it, no command line does
+    with EmbeddedRedis(data_dir, auth=True) as server:
         url_file = data_dir / URL_FILE
-        url_file.write_text(server.url + "\n")
+        write_private(url_file, server.url + "\n")  # it holds the password
         try:
             yield server.url
         finally:

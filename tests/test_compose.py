@@ -64,3 +64,23 @@ def test_workers_scale_and_web_ports_stay_on_loopback(compose: dict[str, Any]) -
         for port in compose["services"][name]["ports"]:
             assert str(port).startswith("127.0.0.1:"), f"{name} exposed beyond loopback"
     assert "--basic-auth" not in " ".join(compose["services"]["flower"]["command"])
+
+
+def test_redis_requires_the_password_from_env_never_on_a_command_line(
+    compose: dict[str, Any],
+) -> None:
+    redis_service = compose["services"]["redis"]
+    argv = redis_service["command"]
+    assert argv[0] == "valkey-server"
+    target = redis_service["configs"][0]["target"]
+    assert argv[1] == target  # the config file, first
+    assert redis_service["configs"][0]["source"] == "redis-auth"
+    content = compose["configs"]["redis-auth"]["content"]
+    assert content.strip().startswith("requirepass ${REDIS_PASSWORD")
+    everything = " ".join(
+        str(a) for s in compose["services"].values() for a in s.get("command") or []
+    )
+    assert "requirepass" not in everything and "REDIS_PASSWORD" not in everything
+    assert "REDIS_PASSWORD" not in " ".join(redis_service["healthcheck"]["test"])
+    url = compose["x-supervisor"]["environment"]["SUPERVISOR_REDIS_URL"]
+    assert url.startswith("redis://:${REDIS_PASSWORD")

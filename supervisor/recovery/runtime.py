@@ -56,7 +56,7 @@ def redis_url_for(settings: Settings) -> Iterator[str]:
                 return
             except StateError:
                 pass  # a stale file from a server that is gone
-    server = EmbeddedRedis(data_dir)
+    server = EmbeddedRedis(data_dir, auth=True)
     url = server.start()
     try:
         yield url

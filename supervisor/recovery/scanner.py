@@ -75,7 +75,7 @@ class Scanner:
         self._started = 0
         spec = self.engine.spec(gateway)
         report, scan = asyncio.run(look(spec, self.engine.identity))
-        metrics.scanned(report)
+        metrics.scanned(report, interval_s=spec.policy.scan_interval)
         out = ScanOutcome(report=report)
         state = self.engine.store.episodes.gateway_state(gateway)
         if scan is None:
