@@ -74,6 +74,8 @@ _MISSING_SCOPE = re.compile(r"missing scope:?\s*(operator\.[a-z]+)", re.I)
 LIST_PAGE_SIZE = 200
 #: a gateway that keeps saying hasMore past this is broken (200,000 sessions at 200 a page)
 MAX_LIST_PAGES = 1000
+#: a `sessions.changed` row with an active run whose id it does not give
+UNKNOWN_RUN = "?"
 #: run events remembered per connection (a step's connection lives for seconds)
 _MAX_RUN_EVENTS = 10_000
 #: events that carry a session's run: 2026.3.24 `agent` lifecycle, 2026.9.6 `agent` and `chat`
@@ -359,10 +361,14 @@ class GatewayClient:
     def _note_run(self, frame: dict[str, Any]) -> None:
         """Remember a run seen on a session: the only witness of one that starts between our
         final read and our mutating request (2026.3.24 leaves no trace of it in the rows)."""
-        if frame.get("event") not in _RUN_EVENTS:
+        event = frame.get("event")
+        if event not in _RUN_EVENTS and event != "sessions.changed":
             return
         payload = frame.get("payload")
         if not isinstance(payload, dict):
+            return
+        if event == "sessions.changed":
+            self._note_changed(payload)
             return
         key, run_id = payload.get("sessionKey"), payload.get("runId")
         if not (isinstance(key, str) and isinstance(run_id, str)):
@@ -377,9 +383,31 @@ class GatewayClient:
             return
         self.run_events.append((key, run_id, time.monotonic()))
 
-    def runs_started_since(self, key: str, since: float, known: Iterable[str] = ()) -> list[str]:
-        """Run ids seen on `key` after monotonic time `since`, other than `known` ones."""
+    def _note_changed(self, payload: dict[str, Any]) -> None:
+        """2026.9.6 says nothing on `agent` of a message held behind a dead lane; to a
+        connection that called `sessions.subscribe` it sends `sessions.changed` with the row,
+        whose `activeRunIds` holds the message's run (measured)."""
+        row = payload.get("session")
+        key = payload.get("sessionKey")
+        if not isinstance(row, dict) or not isinstance(key, str):
+            return
+        now = time.monotonic()
+        ids = row.get("activeRunIds")
+        if isinstance(ids, list):
+            for run_id in ids:
+                if isinstance(run_id, str):
+                    self.run_events.append((key, run_id, now))
+        elif row.get("hasActiveRun") is True:
+            self.run_events.append((key, UNKNOWN_RUN, now))
+
+    def runs_started_since(
+        self, key: str, since: float, known: Iterable[str] = (), *, unnamed: bool = True
+    ) -> list[str]:
+        """Run ids seen on `key` after monotonic time `since`, other than `known` ones;
+        `unnamed`: count an active run whose id the gateway did not say (`UNKNOWN_RUN`)."""
         skip = set(known)
+        if not unnamed:
+            skip.add(UNKNOWN_RUN)
         found: list[str] = []
         for session_key, run_id, at in self.run_events:
             if session_key == key and at >= since and run_id not in skip and run_id not in found:

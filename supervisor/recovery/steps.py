@@ -242,6 +242,7 @@ class Steps:
         policy = spec.policy
         name = self._claim_name(step, ref)
         async with GatewayClient(spec, engine.identity) as client:
+            await self._watch_sessions(client)
             # 1. every Redis round trip before the final read
             if not ref.dry_run:
                 engine.require_durable()
@@ -297,7 +298,11 @@ class Steps:
             # 3. at once: the request
             failpoints.hit("before_send", step.value, _tag(ref))
             sent = await self._send(client, step, ref, now, read_at, deadline, policy)
-            collided = bool(client.runs_started_since(ref.key, sent.read_at, sent.known_runs))
+            collided = bool(
+                client.runs_started_since(
+                    ref.key, sent.read_at, sent.known_runs, unnamed=ref.dead_lane
+                )
+            )
             self._done(ref, step, sent.answer)
             if not ref.dry_run and counts_toward_budget(step, sent.answer):
                 engine.store.budgets.record_heal(
@@ -306,6 +311,18 @@ class Steps:
                 )  # fmt: skip
         observed = Answered(step, sent.answer, collided=collided)
         return self._follow(ref, step, self._decide(ref, observed, policy))
+
+    @staticmethod
+    async def _watch_sessions(client: GatewayClient) -> None:
+        """Ask for `sessions.changed` where the gateway has it: on 2026.9.6 the only witness
+        of a message that arrives, held behind the dead lane, while our request is on its way."""
+        assert client.hello is not None
+        if client.hello.methods is None or "sessions.subscribe" not in client.hello.methods:
+            return
+        try:
+            await client.call("sessions.subscribe", {})
+        except GatewayCallError as exc:
+            log.warning("%s: sessions.subscribe refused (%s); run events only", client.name, exc)
 
     def _decide(self, ref: AttemptRef, observation: Read | Answered, policy: Policy) -> Action:
         return next_action(ref, observation, policy, self.engine.now_ms())

@@ -16,7 +16,7 @@ from typing import Any
 LIVE_CLIENTS = {("gateway-client", "backend"), ("cli", "cli")}
 MUTATING = {"sessions.abort", "sessions.reset", "sessions.send"}
 METHODS_3 = ["health", "sessions.list", "sessions.abort", "sessions.reset", "sessions.send"]
-METHODS_4 = [*METHODS_3, "sessions.get"]
+METHODS_4 = [*METHODS_3, "sessions.get", "sessions.subscribe"]
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 1000
 
@@ -119,8 +119,8 @@ class SimGateway:
         self.boot_ms = self.now_ms() - uptime_s * 1000
         self.boot_id = str(uuid.uuid4())
         self.connects = 0
-        #: connections' event sinks: each run started is announced to every connected operator
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        #: connections' event sinks, called with (frame, for subscribers of sessions.subscribe only)
+        self.listeners: list[Callable[[dict[str, Any], bool], None]] = []
 
     # -- clock and lifecycle ---------------------------------------------------------------
 
@@ -258,8 +258,11 @@ class SimGateway:
             "sessions.abort": (self._abort, "operator.write"),
             "sessions.reset": (self._reset, "operator.admin"),
             "sessions.send": (self._send, "operator.write"),
+            "sessions.subscribe": (lambda params, scopes: {"subscribed": True}, "operator.read"),
         }.get(method)
-        if handler is None or (self.protocol < 4 and method == "sessions.get"):
+        if handler is None or (
+            self.protocol < 4 and method in ("sessions.get", "sessions.subscribe")
+        ):
             raise SimError("INVALID_REQUEST", f"unknown method: {method}")
         fn, scope = handler
         if scope not in scopes and not (scope == "operator.read" and "operator.write" in scopes):
@@ -401,7 +404,7 @@ class SimGateway:
             s.held_runs.append(run)
             s.updated_at = self.now_ms()
             self._record(s, "sessions.send", params, "held")
-            self._announce(s, run)
+            self._announce(s, run, held=True)
         elif s.live_run or s.held_runs:
             s.held_runs.append(run) if self.version is Version.V2026_9_6 else None
             self._record(s, "sessions.send", params, "queued")
@@ -415,21 +418,35 @@ class SimGateway:
             self._announce(s, run)
         return {"runId": run, "status": "started"}
 
-    def _announce(self, s: SimSession, run: str) -> None:
-        """The run's first event, as each version sends it on every operator connection."""
+    def _announce(self, s: SimSession, run: str, *, held: bool = False) -> None:
+        """What each version tells operator connections of a new message's run (measured):
+        2026.3.24 an `agent` lifecycle start to every connection; 2026.9.6 an `agent` run_status
+        event for a run that starts, nothing for one held behind a dead lane, and to
+        connections that called `sessions.subscribe` a `sessions.changed` with the row."""
+        frames: list[tuple[dict[str, Any], bool]] = []
         if self.version is Version.V2026_3_24:
             payload: dict[str, Any] = {
                 "runId": run, "stream": "lifecycle", "sessionKey": s.key,
                 "data": {"phase": "start", "startedAt": int(self.now_ms())},
             }  # fmt: skip
+            frames.append(({"type": "event", "event": "agent", "payload": payload}, False))
         else:
-            payload = {
-                "runId": run, "stream": "run_status", "sessionKey": s.key,
-                "data": {"phase": "preparing_workspace"},
+            if not held:
+                payload = {
+                    "runId": run, "stream": "run_status", "sessionKey": s.key,
+                    "data": {"phase": "preparing_workspace"},
+                }  # fmt: skip
+                frames.append(({"type": "event", "event": "agent", "payload": payload}, False))
+            changed = {
+                "sessionKey": s.key, "reason": "send", "ts": int(self.now_ms()),
+                "sessionId": s.session_id, "session": self.row(s),
             }  # fmt: skip
-        frame = {"type": "event", "event": "agent", "payload": payload}
+            frames.append(
+                ({"type": "event", "event": "sessions.changed", "payload": changed}, True)
+            )
         for listener in list(self.listeners):
-            listener(frame)
+            for frame, subscribers_only in frames:
+                listener(frame, subscribers_only)
 
     def mutation_count(self, key: str | None = None, method: str | None = None) -> int:
         return sum(

@@ -193,15 +193,16 @@ class SimulatorServer:
         # before the gateway handles our request is announced before that request's answer,
         # as real gateways order them on one socket
         events: list[dict[str, Any]] = []
+        subscribed: list[bool] = []
 
-        def listen(frame: dict[str, Any]) -> None:
-            if len(events) < 10_000:
+        def listen(frame: dict[str, Any], subscribers_only: bool) -> None:
+            if len(events) < 10_000 and (subscribed or not subscribers_only):
                 events.append(frame)
 
         gw.listeners.append(listen)
         try:
             async for raw in ws:
-                await self._answer(ws, gw, raw, scopes, events)
+                await self._answer(ws, gw, raw, scopes, events, subscribed)
         finally:
             gw.listeners.remove(listen)
 
@@ -253,6 +254,7 @@ class SimulatorServer:
         raw: str | bytes,
         scopes: list[str],
         events: list[dict[str, Any]] | None = None,
+        subscribed: list[bool] | None = None,
     ) -> None:
         try:
             frame = json.loads(raw)
@@ -291,6 +293,8 @@ class SimulatorServer:
             await asyncio.sleep(gw.delay_s)
         try:
             payload = gw.handle(method, params if isinstance(params, dict) else {}, scopes)
+            if method == "sessions.subscribe" and subscribed is not None and not subscribed:
+                subscribed.append(True)
             reply: dict[str, Any] = {
                 "type": "res",
                 "id": request_id,

@@ -97,7 +97,7 @@ def test_without_the_event_witness_the_collision_would_be_called_healed(rig: Rig
     gw.add_zombie(KEY)
     with (
         at_point("after_reread", "reset", send_message(rig, gw)),
-        mock.patch("supervisor.gateway.client.GatewayClient.runs_started_since", lambda *_: []),
+        mock.patch("supervisor.gateway.client.GatewayClient.runs_started_since", lambda *_, **__: []),
     ):
         actions = run_ladder(rig.engine(), "gw")
     assert ("verify", "healed") in outcomes(actions)
