@@ -46,6 +46,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         super().__init__(app, *args, **kwargs)
         self._last_sync = 0.0
         self._fleet_mtime: float | None = None
+        self._broken_mtime: float | None = None
 
     def _members_key(self) -> str:
         return f"{get_settings().key_prefix}beat:fleet-entries"
@@ -57,15 +58,28 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         if path is None:
             log.error("beat: no fleet file (set SUPERVISOR_FLEET); no scans scheduled")
             return False
+        problem: str | None = None
+        mtime: float | None = None
         try:
             mtime = path.stat().st_mtime
             if not force and mtime == self._fleet_mtime:
                 return True
+            if not force and mtime == self._broken_mtime:
+                return False  # logged once already
             fleet = load_fleet(path)
-        except (OSError, ConfigError) as exc:
-            # keep the entries we have: a typo in the file must not stop supervision
-            log.error("beat: fleet file not reloaded, keeping the current schedule: %s", exc)
+        except OSError as exc:
+            problem = f"{path}: cannot read the fleet file: {exc.strerror}"
+        except ConfigError as exc:
+            problem = str(exc)  # never holds a secret's bytes (see supervisor.secretfile)
+        except Exception as exc:  # load_fleet converts; this is the backstop
+            problem = f"{path}: cannot be loaded ({type(exc).__name__})"
+        if problem is not None:
+            # keep the entries we have: a typo in the file must not stop supervision; the
+            # workers, which read the same file, audit and page it
+            self._broken_mtime = mtime
+            log.error("beat: fleet file not reloaded, keeping the current schedule: %s", problem)
             return False
+        self._broken_mtime = None
         self._fleet_mtime = mtime
         self.apply(desired_entries(fleet))
         return True

@@ -69,6 +69,7 @@ from pydantic import (
 from supervisor.core.durations import Duration
 from supervisor.errors import FleetFileError
 from supervisor.escalation.models import SEVERITY_RANK, Severity
+from supervisor.secretfile import SecretFileError, read_secret_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -360,12 +361,9 @@ def _read_file(path: str, field: str, file: Path) -> str:
     if not file.is_absolute():
         file = Path(path).parent / file
     try:
-        value = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise FleetFileError(path, f"cannot read {file}: {exc.strerror}", field=field) from None
-    if not value:
-        raise FleetFileError(path, f"{file} is empty", field=field)
-    return value
+        return read_secret_file(file)
+    except SecretFileError as exc:
+        raise FleetFileError(path, f"{file}: {exc.reason}", field=field) from None
 
 
 def _provider(

@@ -107,6 +107,8 @@ def build_engine(
     )
     engine.pager = pager
     engine.paging = pager
+    source.on_broken = engine.fleet_broken
+    source.on_repaired = engine.fleet_repaired
     return engine
 
 
