@@ -70,6 +70,18 @@ class Settings(BaseSettings):
         description="Hard time limit of one recovery step task (the soft limit is three "
         "quarters of it). With act_window it must stay below the lease TTL: a worker refuses "
         "to start otherwise.",
+    wait_replicas: int = Field(
+        1,
+        ge=0,
+        description="When the Redis server has replicas, this many (at most those connected) "
+        "must acknowledge each fencing-token increment and step claim (WAIT) before the "
+        "step goes on; 0 never waits.",
+    )
+    wait_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="Longest WAIT for replicas; fewer acknowledgements in time and the step "
+        "does not act (retried by a later scan).",
     )
     verify_delay_s: float = Field(
         1.0, ge=0, description="Pause before verifying, for the gateway to settle."

@@ -82,7 +82,12 @@ def build_engine(
         raise ConfigError("no fleet file: pass --fleet FILE or set SUPERVISOR_FLEET")
     source = FleetSource(Path(path))
     source.get()  # a broken fleet file is a configuration error now, not in a worker later
-    store = StateStore.from_url(redis_url, prefix=settings.key_prefix)
+    store = StateStore.from_url(
+        redis_url,
+        prefix=settings.key_prefix,
+        wait_replicas=settings.wait_replicas,
+        wait_timeout_s=settings.wait_timeout_s,
+    )
     engine = Engine(
         source.get,
         store,
