@@ -91,7 +91,16 @@ class RetryPolicy(BaseModel):
         "(Retry-After), the delivery ends as retryable and the caller waits instead.",
     )
     jitter: float = Field(0.2, ge=0, le=1, description="Random share taken off each wait.")
-    timeout: Duration = Field(10.0, gt=0, description="Time allowed for one HTTP request.")
+    timeout: Duration = Field(
+        10.0, gt=0, description="Time allowed for one HTTP request (each read, connect, write)."
+    )
+    deadline: Duration = Field(
+        30.0,
+        gt=0,
+        description="Total time one delivery may take, every request and wait included: a "
+        "provider that trickles bytes is cut off here (its connection shut down), and the "
+        "delivery ends as retryable.",
+    )
 
 
 class _Provider(BaseModel):
