@@ -109,7 +109,19 @@ class Settings(BaseSettings):
         "(`up` uses Flower's).",
     )
     worker_concurrency: int = Field(
-        2, ge=1, description="Worker processes started by `up` (prefork pool size)."
+        2, ge=1, description="Processes of the `scan`+`act` worker `up` starts (prefork)."
+    )
+    act_concurrency: int = Field(
+        1,
+        ge=1,
+        description="Processes of the worker `up` starts for the `act` queue alone (steps and "
+        "escalations never wait behind scans).",
+    )
+    page_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Threads of the worker `up` starts for the `page` queue (deliveries, each "
+        "bounded by its provider's retry.deadline).",
     )
     check_concurrency: int = Field(
         32, ge=1, description="Gateways scanned at once by one-shot commands (check)."
