@@ -34,7 +34,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis
 from celery import Celery
 from celery.signals import setup_logging
-from kombu import Queue
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -123,7 +122,8 @@ def make_app() -> Celery:
         task_soft_time_limit=SOFT_TIME_LIMIT_S,
         task_time_limit=TIME_LIMIT_S,
         task_default_queue=QUEUE,
-        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        # the mapping form: a worker without --queues consumes every one of them
+        task_queues={name: {"exchange": name, "routing_key": name} for name in QUEUES},
         task_routes=TASK_ROUTES,
         task_track_started=True,
         task_send_sent_event=True,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -143,7 +144,7 @@ async def test_a_sane_clock_still_finds_zombies(
     [({"max_sessions": 250}, "max_sessions"), ({"max_listing_bytes": 100_000}, "max_listing")],
 )
 async def test_an_oversized_listing_is_a_protocol_error(
-    sim: SimulatorServer, identity: DeviceIdentity, policy: dict[str, object], words: str
+    sim: SimulatorServer, identity: DeviceIdentity, policy: dict[str, Any], words: str
 ) -> None:
     gw = sim.add(SimGateway("gw", version="2026.9.6", token=TOKEN))
     for index in range(400):

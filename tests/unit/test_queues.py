@@ -19,7 +19,7 @@ def test_every_task_is_routed_to_a_known_queue() -> None:
     assert TASK_ROUTES["supervisor.deliver_page"]["queue"] == PAGE_QUEUE
     assert TASK_ROUTES["supervisor.reset_session"]["queue"] == ACT_QUEUE
     # a worker started without --queues (tests, benchmarks, old deployments) takes all three
-    assert {q.name for q in app.conf.task_queues} == set(QUEUES)
+    assert set(app.amqp.queues) == set(QUEUES)
 
 
 def test_up_runs_a_dedicated_consumer_for_steps_and_for_pages() -> None:
