@@ -201,9 +201,19 @@ def hostile_secrets(root: Path, n_kinds: int) -> Row:
             row.survived = min(row.survived, row.runs - 1)
         token.write_bytes(good)
         assert c.pages is not None
-        pages = c.pages.triggers().get(FLEET_DEDUP_KEY, 0)
-        if pages != 1:
-            row.problems.append(f"pages for {FLEET_DEDUP_KEY}: {pages}, expected 1")
+        # triggers delivered for the fleet incident, per provider (the route picks which)
+        sent: dict[str, int] = {}
+        for r in c.audit():
+            if (
+                f"{r.gateway}/{r.key}" == FLEET_DEDUP_KEY
+                and (r.detail or "").startswith("trigger via")
+                and r.outcome == "ok"
+            ):
+                provider = (r.detail or "").split(" via ", 1)[1].split(":", 1)[0]
+                sent[provider] = sent.get(provider, 0) + 1
+        pages = max(sent.values(), default=0)
+        if not sent or set(sent.values()) != {1}:
+            row.problems.append(f"triggers for {FLEET_DEDUP_KEY} per provider: {sent}, expected 1")
             row.survived = min(row.survived, row.runs - 1)
         flower = f"http://127.0.0.1:{flower_port}"
         auth = ("admin", FLOWER_PASSWORD)
@@ -211,9 +221,11 @@ def hostile_secrets(root: Path, n_kinds: int) -> Row:
         with contextlib.suppress(ValueError):
             for task_id in list(httpx.Response(200, content=bodies[0]).json())[:50]:
                 bodies.append(_get(f"{flower}/api/task/info/{task_id}", auth))
-        extra = b"\n".join(bodies) + redis_dump(c.store) + c.pages.bodies()
+        extra = b"\n".join(bodies) + redis_dump(c.store)
         c.secret_files |= {p for p in hostile_paths if p.is_file()}
-        hits = _hostile_hits(c.root, c.secret_files, extra) + c.leak_hits(extra=extra)
+        # pages carry the routing key by design: leak_hits checks them itself
+        hits = _hostile_hits(c.root, c.secret_files, extra + c.pages.bodies())
+        hits += c.leak_hits(extra=extra)
         row.leaks += len(hits)
         row.problems += hits
         beat_lines = beat.text().count("fleet file not reloaded")
@@ -221,7 +233,8 @@ def hostile_secrets(root: Path, n_kinds: int) -> Row:
         row.notes.append(
             f"CLI: {len(kinds)} kinds x token_file/routing_key_file x validate/check, exit 64 "
             f"one line; running: {healed_while_broken}/{len(kinds)} zombies healed on the last "
-            f"good fleet, {pages} page (resolved: {repaired}), beat logged {beat_lines} line(s); "
+            f"good fleet, {pages} page per provider {sorted(sent)} (resolved: {repaired}), "
+            f"beat logged {beat_lines} line(s); "
             "grepped logs, Redis, "
             f"AOF, {len(bodies)} Flower answers, pages"
         )
