@@ -440,7 +440,7 @@ def _client(c: Cluster) -> Iterator[Celery]:
 def oversized_listings(root: Path, scans: int, rows: int = 10_000) -> Row:
     """A 2026.9.6 gateway listing `rows` sessions with 4 KB keys (some 40 MB over its pages),
     scanned `scans` times by a real worker (one process) whose fleet bounds a listing to
-    4 MiB: every scan a protocol error, and the worker's peak RSS grows by less than 64 MiB
+    4 MiB: every scan a protocol error, and the worker's peak RSS grows by less than 16 MiB
     over its peak after scanning a small gateway first (without the bound: by the listing)."""
     started = time.monotonic()
     row = Row("20. oversized listings (max_listing_bytes 4 MiB)")
@@ -469,12 +469,12 @@ def oversized_listings(root: Path, scans: int, rows: int = 10_000) -> Row:
             peak = _peak_rss(worker)
         growth = peak - baseline
         listing = rows * (len(pad) + 400)
-        bound = 64 * 1024 * 1024
+        bound = 16 * 1024 * 1024  # measured: +2 MiB with the bound, +51 MiB without
         if growth > bound:
             row.problems.append(f"peak RSS grew {growth / 2**20:.0f} MiB (bound {bound >> 20})")
             row.survived = 0
         row.notes.append(
-            f"listing ~{listing / 2**20:.0f} MiB, {scans} scans, all protocol errors; worker "
+            f"listing ~{listing / 2**20:.0f} MiB, {row.survived}/{scans} scans protocol errors; worker "
             f"peak RSS {peak / 2**20:.0f} MiB, {growth / 2**20:+.0f} MiB after the first scan"
         )
         tally(row, [big, small], c.audit(), None)
