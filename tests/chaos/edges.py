@@ -1,11 +1,11 @@
-"""Rows 17-20: hostile input at the edges (secret files, redirects, clocks, listing sizes).
+"""Rows 22-25: hostile input at the edges (secret files, redirects, clocks, listing sizes).
 
-17. hostile secret files: the CLI exits 64 with one line for each, and a running worker, beat
+22. hostile secret files: the CLI exits 64 with one line for each, and a running worker, beat
     and Flower keep the last good fleet (scans and heals go on, one page) while the canary in
     the file shows up nowhere.
-18. a gateway that answers the upgrade with a redirect: a protocol error, no token sent.
-19. a hostile challenge `ts` / hello `uptimeMs`: no crash, no false zombie.
-20. oversized listings: the scan is a protocol error and the worker's peak RSS stays bounded.
+23. a gateway that answers the upgrade with a redirect: a protocol error, no token sent.
+24. a hostile challenge `ts` / hello `uptimeMs`: no crash, no false zombie.
+25. oversized listings: the scan is a protocol error and the worker's peak RSS stays bounded.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _make(kind: str, path: Path) -> Path:
     return path
 
 
-# -- 17. hostile secret files -------------------------------------------------------------------
+# -- 22. hostile secret files -------------------------------------------------------------------
 
 CLI_FLEET = """
 [[gateways]]
@@ -142,9 +142,9 @@ def _cli(root: Path, kinds: list[str], row: Row) -> int:
 
 
 def hostile_secrets(root: Path, n_kinds: int) -> Row:
-    """Row 17: the CLI part for `n_kinds` kinds, then all of them against running processes."""
+    """Row 22: the CLI part for `n_kinds` kinds, then all of them against running processes."""
     started = time.monotonic()
-    row = Row("17. hostile secret files (non-UTF-8, UTF-16, huge, FIFO, symlink, /dev/zero)")
+    row = Row("22. hostile secret files (non-UTF-8, UTF-16, huge, FIFO, symlink, /dev/zero)")
     kinds = list(KINDS)[: max(1, n_kinds)]
     cli_dir = root / "cli"
     cli_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +257,7 @@ def _get(url: str, auth: tuple[str, str]) -> bytes:
         return b""
 
 
-# -- 18. a redirecting gateway ----------------------------------------------------------------
+# -- 23. a redirecting gateway ----------------------------------------------------------------
 
 
 class _Trap:
@@ -309,7 +309,7 @@ async def _redirects(runs: int) -> tuple[int, int, int, list[str]]:
 
 def redirects(root: Path, runs: int) -> Row:
     started = time.monotonic()
-    row = Row("18. gateway redirects the upgrade (301/302/303/307/308)")
+    row = Row("23. gateway redirects the upgrade (301/302/303/307/308)")
     ok, connections, tokens, problems = asyncio.run(_redirects(runs))
     row.runs, row.survived = runs, ok if connections == 0 else 0
     row.leaks = tokens
@@ -324,7 +324,7 @@ def redirects(root: Path, runs: int) -> Row:
     return row
 
 
-# -- 19. hostile challenge ts and hello uptime ---------------------------------------------------
+# -- 24. hostile challenge ts and hello uptime ---------------------------------------------------
 
 HOSTILE_TS: tuple[tuple[str, Callable[[float], object]], ...] = (
     ("400-digit ts", lambda now: 10**400),
@@ -352,7 +352,7 @@ def hostile_clocks(root: Path, runs: int) -> Row:
     young and an older live run, a finished session and a young lane without a run. With
     stale_after 2 min, a misread clock makes zombies of them: nothing may be acted on."""
     started = time.monotonic()
-    row = Row("19. hostile challenge ts / hello uptimeMs")
+    row = Row("24. hostile challenge ts / hello uptimeMs")
     crashes = errors = 0
     with Cluster(root) as c:
         gws = [
@@ -412,7 +412,7 @@ def hostile_clocks(root: Path, runs: int) -> Row:
     return row
 
 
-# -- 20. oversized listings ----------------------------------------------------------------------
+# -- 25. oversized listings ----------------------------------------------------------------------
 
 
 def _peak_rss(proc: Proc) -> int:
@@ -443,7 +443,7 @@ def oversized_listings(root: Path, scans: int, rows: int = 10_000) -> Row:
     4 MiB: every scan a protocol error, and the worker's peak RSS grows by less than 16 MiB
     over its peak after scanning a small gateway first (without the bound: by the listing)."""
     started = time.monotonic()
-    row = Row("20. oversized listings (max_listing_bytes 4 MiB)")
+    row = Row("25. oversized listings (max_listing_bytes 4 MiB)")
     with Cluster(root, scan_interval="3600s") as c:
         big = c.gateway("big", "2026.9.6")
         small = c.gateway("small", "2026.9.6")
