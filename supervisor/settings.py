@@ -70,6 +70,7 @@ class Settings(BaseSettings):
         description="Hard time limit of one recovery step task (the soft limit is three "
         "quarters of it). With act_window it must stay below the lease TTL: a worker refuses "
         "to start otherwise.",
+    )
     wait_replicas: int = Field(
         1,
         ge=0,

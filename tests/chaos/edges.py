@@ -474,8 +474,9 @@ def oversized_listings(root: Path, scans: int, rows: int = 10_000) -> Row:
             row.problems.append(f"peak RSS grew {growth / 2**20:.0f} MiB (bound {bound >> 20})")
             row.survived = 0
         row.notes.append(
-            f"listing ~{listing / 2**20:.0f} MiB, {row.survived}/{scans} scans protocol errors; worker "
-            f"peak RSS {peak / 2**20:.0f} MiB, {growth / 2**20:+.0f} MiB after the first scan"
+            f"listing ~{listing / 2**20:.0f} MiB, {row.survived}/{scans} scans protocol errors; "
+            f"worker peak RSS {peak / 2**20:.0f} MiB, "
+            f"{growth / 2**20:+.0f} MiB after the small scan"
         )
         tally(row, [big, small], c.audit(), None)
         hits = c.leak_hits()
