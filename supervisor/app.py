@@ -16,6 +16,8 @@ Broker, results, beat schedule and supervisor state all live in one Redis
   does not end beat (redbeat's lock extend has no retry of its own); a worker that loses its
   broker connection while holding unacknowledged steps reconnects instead of exiting
   (`_survive_broker_loss`, a kombu bug the chaos suite found).
+* three queues, `scan`, `act` and `page` (supervisor.queues): steps never wait behind scans,
+  a slow paging provider holds neither; a worker started without -Q consumes all three.
 * JSON only: no pickle from a shared broker.
 * result_extended off: arguments are not copied into the result backend (they hold no secret
   anyway: tasks pass gateway names, never tokens).
@@ -36,6 +38,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from supervisor.logs import setup_logging as configure_logging
+from supervisor.queues import DEFAULT_QUEUE, QUEUES, TASK_ROUTES
 from supervisor.settings import get_settings
 
 VISIBILITY_TIMEOUT_S = 900
@@ -44,7 +47,8 @@ VISIBILITY_TIMEOUT_S = 900
 BEAT_REDIS_RETRY = Retry(ExponentialBackoff(cap=2.0, base=0.1), 20)
 SOFT_TIME_LIMIT_S = 90
 TIME_LIMIT_S = 120
-QUEUE = "lane-supervisor"
+#: where a task with no route goes (the queues and routes: supervisor.queues)
+QUEUE = DEFAULT_QUEUE
 
 
 def redis_url() -> str:
@@ -118,6 +122,9 @@ def make_app() -> Celery:
         task_soft_time_limit=SOFT_TIME_LIMIT_S,
         task_time_limit=TIME_LIMIT_S,
         task_default_queue=QUEUE,
+        # the mapping form: a worker without --queues consumes every one of them
+        task_queues={name: {"exchange": name, "routing_key": name} for name in QUEUES},
+        task_routes=TASK_ROUTES,
         task_track_started=True,
         task_send_sent_event=True,
         worker_send_task_events=True,

@@ -33,14 +33,17 @@ from pydantic import (
 )
 
 from supervisor.core.policy import Policy
-from supervisor.errors import FleetFileError
+from supervisor.errors import ConfigError, FleetFileError
 from supervisor.escalation.config import PagingConfig, parse_paging
 from supervisor.gateway.models import ALL_SCOPES, READ_SCOPE
+from supervisor.secretfile import SecretFileError, read_secret_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 _POLICY_KEYS = frozenset(Policy.model_fields)
+#: the largest fleet file read (5,000 gateways take about 1 MB)
+MAX_FLEET_BYTES = 16 * 1024 * 1024
 
 
 class GatewaySpec(BaseModel):
@@ -154,13 +157,11 @@ def _read_token(path: str, name: str, raw: dict[str, Any], environ: dict[str, st
     if not file.is_absolute():
         file = Path(path).parent / file
     try:
-        value = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
+        value = read_secret_file(file)
+    except SecretFileError as exc:
         raise FleetFileError(
-            path, f"cannot read token file {file}: {exc.strerror}", gateway=name, field="token_file"
+            path, f"token file {file}: {exc.reason}", gateway=name, field="token_file"
         ) from None
-    if not value:
-        raise FleetFileError(path, f"token file {file} is empty", gateway=name, field="token_file")
     return SecretStr(value)
 
 
@@ -209,10 +210,23 @@ def parse_fleet(text: str, path: str, environ: dict[str, str] | None = None) -> 
 
 
 def load_fleet(path: str | Path, environ: dict[str, str] | None = None) -> Fleet:
-    """Read and validate a fleet file."""
+    """Read and validate a fleet file; whatever goes wrong is a `FleetFileError`.
+
+    The fleet file is read like a secret file (regular files only, bounded, decode errors
+    without content). An error nobody foresaw is still a `FleetFileError`, naming only its
+    type: its message might quote a secret, and a caller that sees anything but a ConfigError
+    would print a traceback (CLI) or stop supervising (worker, beat).
+    """
     p = Path(path)
+    unexpected: str | None = None
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FleetFileError(str(p), f"cannot read the fleet file: {exc.strerror}") from None
-    return parse_fleet(text, str(p), environ)
+        text = read_secret_file(p, max_bytes=MAX_FLEET_BYTES, warn_readable=False, allow_empty=True)
+        return parse_fleet(text, str(p), environ)
+    except SecretFileError as exc:
+        raise FleetFileError(str(p), f"the fleet file: {exc.reason}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # see the docstring
+        unexpected = type(exc).__name__
+    # raised outside the handler: no __context__ leads back to the original's message
+    raise FleetFileError(str(p), f"cannot be loaded ({unexpected}); see the fleet file reference")

@@ -6,13 +6,20 @@ Shared by `check` and the recovery engine's scan task, so both see sessions the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from supervisor.core.detect import GatewayView, Verdict, classify_rows, reports_active_runs
+from supervisor.core.detect import (
+    GatewayView,
+    Verdict,
+    VerdictKind,
+    classify_rows,
+    reports_active_runs,
+)
 from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import GatewayError
 from supervisor.fleet import GatewaySpec
@@ -89,12 +96,37 @@ def view_of(client: GatewayClient, rows: Sequence[SessionRow | UnreadableRow]) -
     )
 
 
+#: verdicts that rest on the gateway's clock (a row's age or quiet time, or its boot time)
+_NEEDS_CLOCK = frozenset(
+    {VerdictKind.ZOMBIE, VerdictKind.ZOMBIE_PENDING, VerdictKind.LIVE_OVERDUE, VerdictKind.HELD}
+)
+
+
+def without_clock(verdicts: list[Verdict]) -> list[Verdict]:
+    """The verdicts as they stand when the gateway's clock is unknown: every one that needs
+    the clock becomes `unknown` (ages measured against a guessed clock would make false
+    zombies or overdue runs)."""
+    return [
+        dataclasses.replace(
+            v,
+            kind=VerdictKind.UNKNOWN,
+            reason=f"the gateway's clock is unknown (challenge ts out of range): {v.reason}",
+            overdue=False,
+        )
+        if v.kind in _NEEDS_CLOCK
+        else v
+        for v in verdicts
+    ]
+
+
 async def scan_with(client: GatewayClient) -> GatewayScan:
     """List and classify through an open client."""
     assert client.hello is not None
     rows = await client.list_sessions()
     view = view_of(client, rows)
     verdicts = classify_rows(rows, gateway=view, policy=client.spec.policy)
+    if not client.hello.clock_known:
+        verdicts = without_clock(verdicts)
     return GatewayScan(hello=client.hello, view=view, verdicts=verdicts)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 from celery.schedules import schedule
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redis
 
-from supervisor.errors import ConfigError
+from supervisor.errors import ConfigError, StateError
 from supervisor.fleet import Fleet, load_fleet
 from supervisor.settings import get_settings
+from supervisor.state import AuditRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         super().__init__(app, *args, **kwargs)
         self._last_sync = 0.0
         self._fleet_mtime: float | None = None
+        self._broken_mtime: float | None = None
 
     def _members_key(self) -> str:
         return f"{get_settings().key_prefix}beat:fleet-entries"
@@ -57,18 +59,53 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         if path is None:
             log.error("beat: no fleet file (set SUPERVISOR_FLEET); no scans scheduled")
             return False
+        problem: str | None = None
+        mtime: float | None = None
         try:
             mtime = path.stat().st_mtime
             if not force and mtime == self._fleet_mtime:
                 return True
+            if not force and mtime == self._broken_mtime:
+                return False  # logged once already
             fleet = load_fleet(path)
-        except (OSError, ConfigError) as exc:
-            # keep the entries we have: a typo in the file must not stop supervision
-            log.error("beat: fleet file not reloaded, keeping the current schedule: %s", exc)
+        except OSError as exc:
+            problem = f"{path}: cannot read the fleet file: {exc.strerror}"
+        except ConfigError as exc:
+            problem = str(exc)  # never holds a secret's bytes (see supervisor.secretfile)
+        except Exception as exc:  # load_fleet converts; this is the backstop
+            problem = f"{path}: cannot be loaded ({type(exc).__name__})"
+        if problem is not None:
+            # keep the entries we have: a typo in the file must not stop supervision; the
+            # workers, which read the same file, audit it too and page it (once, by a flag)
+            self._broken_mtime = mtime
+            log.error("beat: fleet file not reloaded, keeping the current schedule: %s", problem)
+            self._audit_broken(problem)
             return False
+        self._broken_mtime = None
         self._fleet_mtime = mtime
         self.apply(desired_entries(fleet))
         return True
+
+    def _audit_broken(self, problem: str) -> None:
+        """One audit record per broken version, so it is on record even with no worker up."""
+        url = get_settings().redis_url
+        if url is None:
+            return
+        try:
+            with StateStore.from_url(
+                url.get_secret_value(), prefix=get_settings().key_prefix
+            ) as store:
+                store.audit.append(
+                    AuditRecord(
+                        ts_ms=int(time.time() * 1000),
+                        gateway="supervisor",
+                        step="escalate",
+                        outcome="fleet_broken",
+                        detail=f"beat keeps the current schedule: {problem}",
+                    )
+                )
+        except StateError as exc:
+            log.error("beat: audit record of the broken fleet file lost: %s", exc)
 
     def apply(self, desired: dict[str, float]) -> None:
         client = get_redis(self.app)

@@ -71,6 +71,19 @@ class Settings(BaseSettings):
         "quarters of it). With act_window it must stay below the lease TTL: a worker refuses "
         "to start otherwise.",
     )
+    wait_replicas: int = Field(
+        1,
+        ge=0,
+        description="When the Redis server has replicas, this many (at most those connected) "
+        "must acknowledge each fencing-token increment and step claim (WAIT) before the "
+        "step goes on; 0 never waits.",
+    )
+    wait_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        description="Longest WAIT for replicas; fewer acknowledgements in time and the step "
+        "does not act (retried by a later scan).",
+    )
     verify_delay_s: float = Field(
         1.0, ge=0, description="Pause before verifying, for the gateway to settle."
     )
@@ -97,7 +110,19 @@ class Settings(BaseSettings):
         "(`up` uses Flower's).",
     )
     worker_concurrency: int = Field(
-        2, ge=1, description="Worker processes started by `up` (prefork pool size)."
+        2, ge=1, description="Processes of the `scan`+`act` worker `up` starts (prefork)."
+    )
+    act_concurrency: int = Field(
+        1,
+        ge=1,
+        description="Processes of the worker `up` starts for the `act` queue alone (steps and "
+        "escalations never wait behind scans).",
+    )
+    page_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Threads of the worker `up` starts for the `page` queue (deliveries, each "
+        "bounded by its provider's retry.deadline).",
     )
     check_concurrency: int = Field(
         32, ge=1, description="Gateways scanned at once by one-shot commands (check)."

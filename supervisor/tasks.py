@@ -23,7 +23,7 @@ from supervisor.core.ladder import Step
 from supervisor.core.rules import Limits, limit_problems
 from supervisor.errors import ConfigError, StateError
 from supervisor.escalation.pager import Delivery
-from supervisor.recovery.context import Engine
+from supervisor.recovery.context import Engine, FleetSource
 from supervisor.recovery.models import NextStep
 from supervisor.recovery.runtime import build_engine, deliver_audited
 from supervisor.recovery.scanner import Scanner
@@ -39,6 +39,25 @@ MAX_COUNTDOWN_S = VISIBILITY_TIMEOUT_S / 10
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
+#: the fleet file as the worker's main process read it at startup, inherited by every prefork
+#: child: a child forked (or replaced) after the file broke still starts on the last good
+#: fleet instead of failing every task
+_preloaded: FleetSource | None = None
+
+
+@worker_init.connect
+def _preload_fleet(**_: object) -> None:
+    global _preloaded
+    path = get_settings().fleet
+    if path is None:
+        return
+    source = FleetSource(path)
+    try:
+        source.get()
+    except ConfigError as exc:  # the children report it on their first task
+        log.error("fleet file not loaded at worker start: %s", exc)
+        return
+    _preloaded = source
 
 
 def get_engine() -> Engine:
@@ -53,6 +72,7 @@ def get_engine() -> Engine:
                 settings,
                 settings.redis_url.get_secret_value(),
                 submit=lambda d: deliver_page.apply_async(kwargs=d.as_task_kwargs()),
+                source=_preloaded,
             )
         return _engine
 

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from supervisor.fleet import load_fleet
+from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, SCAN_QUEUE
 from supervisor.recovery.runtime import URL_FILE, embedded_dir
 from supervisor.redis_server import EmbeddedRedis, write_private
 from supervisor.settings import Settings
@@ -52,16 +53,32 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "supervisor.app", *args]
 
 
+def _worker(name: str, queues: str, *pool: str) -> list[str]:
+    return celery_command(
+        "worker",
+        "--loglevel=INFO",
+        f"--queues={queues}",
+        f"--hostname={name}@%h",
+        *pool,
+        "--without-mingle",
+        "--without-gossip",
+        "-E",
+    )
+
+
 def child_commands(settings: Settings) -> dict[str, list[str]]:
-    """The worker, beat and Flower command lines (no secret on any of them)."""
+    """The workers, beat and Flower command lines (no secret on any of them).
+
+    Queue layout (README): `worker` takes scans and steps, `act` steps only, so a step never
+    waits behind a backlog of scans; `page` takes deliveries in threads (I/O only, each held
+    to its deadline), so a slow provider holds neither a scan nor a step."""
     return {
-        "worker": celery_command(
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={settings.worker_concurrency}",
-            "--without-mingle",
-            "--without-gossip",
-            "-E",
+        "worker": _worker(
+            "worker", f"{SCAN_QUEUE},{ACT_QUEUE}", f"--concurrency={settings.worker_concurrency}"
+        ),
+        "act": _worker("act", ACT_QUEUE, f"--concurrency={settings.act_concurrency}"),
+        "page": _worker(
+            "page", PAGE_QUEUE, "--pool=threads", f"--concurrency={settings.page_concurrency}"
         ),
         "beat": celery_command("beat", "--loglevel=INFO"),
         "flower": celery_command(

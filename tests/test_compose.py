@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from supervisor.cli import app as cli
+from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, QUEUES
 from supervisor.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,35 @@ def test_every_variable_is_a_known_setting(compose: dict[str, Any]) -> None:
 def test_redis_keeps_what_the_supervisor_writes(compose: dict[str, Any]) -> None:
     argv = compose["services"]["redis"]["command"]
     assert argv[argv.index("--appendonly") + 1] == "yes"
+    assert argv[argv.index("--appendfsync") + 1] in {"everysec", "always"}
     assert argv[argv.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def worker_queues(compose: dict[str, Any]) -> dict[str, set[str]]:
+    """Worker service -> the queues it consumes (every queue when it names none)."""
+    out: dict[str, set[str]] = {}
+    for name, service in compose["services"].items():
+        argv = list(service.get("command") or [])
+        if argv[:4] != ["celery", "-A", "supervisor.app", "worker"]:
+            continue
+        given = [a.removeprefix("--queues=") for a in argv if a.startswith("--queues=")]
+        out[name] = set(given[0].split(",")) if given else set(QUEUES)
+    return out
+
+
+def test_steps_and_pages_have_consumers_of_their_own(compose: dict[str, Any]) -> None:
+    workers = worker_queues(compose)
+    assert set().union(*workers.values()) == set(QUEUES)
+    # steps: some worker takes them and no scans, so a scan backlog cannot hold them
+    assert any(qs == {ACT_QUEUE} for qs in workers.values())
+    # pages: every consumer of the page queue takes nothing else, so a slow provider holds
+    # no scan and no step
+    assert all(qs == {PAGE_QUEUE} for qs in workers.values() if PAGE_QUEUE in qs)
+    hostnames = [
+        a for s in compose["services"].values() for a in s.get("command") or []
+        if str(a).startswith("--hostname=")
+    ]  # fmt: skip
+    assert len(hostnames) == len(set(hostnames)) == len(workers)
 
 
 def test_workers_scale_and_web_ports_stay_on_loopback(compose: dict[str, Any]) -> None:

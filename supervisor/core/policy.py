@@ -56,6 +56,30 @@ class Policy(BaseModel):
         gt=1024,
         description="Largest frame accepted from a gateway (a row is ~1.2 KB).",
     )
+    max_sessions: int = Field(
+        100_000,
+        ge=1,
+        description="Most session rows one listing may hold; past it the gateway is a "
+        "protocol error (never an out-of-memory kill, which would redeliver the scan).",
+    )
+    max_listing_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=1024,
+        description="Most bytes the frames of one listing (all its pages) may add up to; past "
+        "it the gateway is a protocol error.",
+    )
+    max_clock_offset: Duration = Field(
+        86400.0,
+        gt=0,
+        description="A challenge `ts` further than this from our clock (one in seconds or "
+        "microseconds, say) leaves the gateway's clock unknown: rows whose verdict needs "
+        "it stay unknown.",
+    )
+    max_uptime: Duration = Field(
+        10 * 365 * 86400.0,
+        gt=0,
+        description="A hello `uptimeMs` longer than this is not believed (boot time unknown).",
+    )
     dry_run: bool = Field(False, description="Detect and audit, but send nothing mutating.")
     max_attempts: int = Field(3, ge=1, description="Failed recovery attempts before escalating.")
     backoff_base: Duration = Field(30.0, description="Wait after the first failed attempt.")

@@ -69,6 +69,7 @@ from pydantic import (
 from supervisor.core.durations import Duration
 from supervisor.errors import FleetFileError
 from supervisor.escalation.models import SEVERITY_RANK, Severity
+from supervisor.secretfile import SecretFileError, read_secret_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -90,7 +91,16 @@ class RetryPolicy(BaseModel):
         "(Retry-After), the delivery ends as retryable and the caller waits instead.",
     )
     jitter: float = Field(0.2, ge=0, le=1, description="Random share taken off each wait.")
-    timeout: Duration = Field(10.0, gt=0, description="Time allowed for one HTTP request.")
+    timeout: Duration = Field(
+        10.0, gt=0, description="Time allowed for one HTTP request (each read, connect, write)."
+    )
+    deadline: Duration = Field(
+        30.0,
+        gt=0,
+        description="Total time one delivery may take, every request and wait included: a "
+        "provider that trickles bytes is cut off here (its connection shut down), and the "
+        "delivery ends as retryable.",
+    )
 
 
 class _Provider(BaseModel):
@@ -360,12 +370,9 @@ def _read_file(path: str, field: str, file: Path) -> str:
     if not file.is_absolute():
         file = Path(path).parent / file
     try:
-        value = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise FleetFileError(path, f"cannot read {file}: {exc.strerror}", field=field) from None
-    if not value:
-        raise FleetFileError(path, f"{file} is empty", field=field)
-    return value
+        return read_secret_file(file)
+    except SecretFileError as exc:
+        raise FleetFileError(path, f"{file}: {exc.reason}", field=field) from None
 
 
 def _provider(

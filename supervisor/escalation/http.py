@@ -22,10 +22,14 @@ import contextlib
 import email.utils
 import logging
 import math
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+import httpcore
 import httpx
 
 from supervisor.core.backoff import compute_backoff
@@ -117,6 +121,124 @@ def _retryable_status(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
+class _Watch:
+    """The sockets one request opened, shut down when its deadline passes.
+
+    httpx's timeouts are per operation: a server that sends one byte a second never trips a
+    10 s read timeout. A timer that shuts the request's sockets down at the delivery's
+    deadline wakes the blocked read at once (the read fails, httpx raises), which no per-read
+    timeout and no abandoned thread can do. Connections are not kept alive between requests
+    (see `HttpPoster`), so every socket a request uses was opened under its watch.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self._streams: list[httpcore.NetworkStream] = []
+        self._lock = threading.Lock()
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _Watch._current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+        _Watch._current.watch = None
+
+    @classmethod
+    def register(cls, stream: httpcore.NetworkStream) -> None:
+        watch: _Watch | None = getattr(cls._current, "watch", None)
+        if watch is None:
+            return
+        with watch._lock:
+            watch._streams.append(stream)
+            fired = watch.fired
+        if fired:
+            _shut(stream)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            streams = list(self._streams)
+        for stream in streams:
+            _shut(stream)
+
+
+def _shut(stream: httpcore.NetworkStream) -> None:
+    sock = stream.get_extra_info("socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedStream(httpcore.NetworkStream):
+    """A network stream registered with the current watch (TLS included: a new stream)."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+        _Watch.register(inner)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _WatchedStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _WatchedBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _WatchedStream(
+            self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _WatchedStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _watched_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, its connections opened through `_WatchedBackend`."""
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    pool = transport._pool
+    # httpcore builds each connection with the pool's backend at the moment it opens it
+    if not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpcore we do not know
+        raise RuntimeError("httpcore changed: delivery deadlines cannot be enforced")
+    pool._network_backend = _WatchedBackend(pool._network_backend)
+    return transport
+
+
 class HttpPoster:
     """POSTs bodies for one provider, with the retry policy above. Thread-safe."""
 
@@ -141,10 +263,13 @@ class HttpPoster:
         self._limiter = limiter
         self._client = httpx.Client(
             timeout=policy.timeout,
-            transport=transport,
+            # no keep-alive: every request's sockets are opened, and so watched, by it
+            limits=httpx.Limits(max_keepalive_connections=0),
+            transport=transport if transport is not None else _watched_transport(),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
+        self._monotonic = time.monotonic
 
     def close(self) -> None:
         self._client.close()
@@ -174,11 +299,23 @@ class HttpPoster:
             )
 
         reason, http_status, retry_after = "not sent", None, None
+        end = self._monotonic() + policy.deadline
+        attempt = 0
         for attempt in range(1, policy.max_tries + 1):
             if self._limiter is not None:
                 self._limiter.acquire()
+            remaining = end - self._monotonic()
+            if remaining <= 0:
+                attempt -= 1  # this request was never sent
+                reason = f"deadline of {policy.deadline:g}s passed"
+                break
+            timeout = min(policy.timeout, remaining)
             try:
-                response = self._client.post(url, content=body, headers=dict(headers))
+                with _Watch(remaining) as watch:
+                    # post() reads the whole body: a trickled body is held to the watch too
+                    response = self._client.post(
+                        url, content=body, headers=dict(headers), timeout=timeout
+                    )
             except httpx.TimeoutException as exc:
                 reason, http_status, retry_after = f"timed out ({type(exc).__name__})", None, None
             except httpx.HTTPError as exc:
@@ -210,7 +347,13 @@ class HttpPoster:
                     jitter=policy.jitter,
                     seed=f"{self.provider}|{dedup_key}",
                 )
+            if watch.fired:
+                reason = f"deadline of {policy.deadline:g}s passed ({reason})"
+                break
             if attempt == policy.max_tries or wait > policy.cap:
+                break
+            if wait >= end - self._monotonic():
+                reason = f"{reason}; the next try would pass the {policy.deadline:g}s deadline"
                 break
             log.info(
                 "%s: %s %s failed (%s), try %d of %d in %.2fs",

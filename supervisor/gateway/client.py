@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import ipaddress
 import itertools
 import json
 import logging
@@ -20,11 +21,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol, Self
+from urllib.parse import urlsplit
 
 import websockets
+import websockets.asyncio.client
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    PayloadTooBig,
+)
 
 from supervisor import __version__
 from supervisor.core.policy import Policy
@@ -125,18 +134,76 @@ def map_gateway_error(gateway: str, method: str, error: object) -> GatewayError:
     )
 
 
-def _boot_time(uptime: object, gateway_now_ms: float) -> float | None:
-    """The boot time from `uptimeMs`, or None when it is missing or not a sane number
-    (a huge integer overflows float, 1e400 is infinite, both found by fuzzing)."""
-    if isinstance(uptime, bool) or not isinstance(uptime, int | float):
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float, else None (a 400-digit integer overflows float,
+    1e400 is infinite, NaN compares false with everything: all found by fuzzing)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        value = float(uptime)
+        number = float(value)
     except OverflowError:
         return None
-    if not math.isfinite(value) or value < 0:
+    return number if math.isfinite(number) else None
+
+
+def _boot_time(
+    uptime: object, gateway_now_ms: float, max_uptime_ms: float = math.inf
+) -> float | None:
+    """The boot time from `uptimeMs`, or None when it is missing or not a sane number."""
+    value = _finite(uptime)
+    if value is None or value < 0 or value > max_uptime_ms:
         return None
     return gateway_now_ms - value
+
+
+def clock_offset(ts: object, received_ms: float, max_offset_ms: float) -> float | None:
+    """Gateway clock minus ours from the challenge's `ts`; None when it cannot be believed.
+
+    A `ts` in seconds or microseconds is off by decades, not by a skew: taken at face value it
+    moves every row's age by as much (a live run on 2026.3.24 became a zombie)."""
+    value = _finite(ts)
+    if value is None:
+        return None
+    offset = value - received_ms
+    return offset if abs(offset) <= max_offset_ms else None
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: (gateway, url) pairs already warned about in this process
+_warned_plain: set[tuple[str, str]] = set()
+
+
+def _warn_plain_ws(name: str, url: str) -> None:
+    """Once per gateway and process: a token sent over plain ws:// beyond this host."""
+    if not url.startswith("ws://") or _is_loopback(url) or (name, url) in _warned_plain:
+        return
+    _warned_plain.add((name, url))
+    log.warning(
+        "gateway %r: %s is plain ws:// to another host; the token crosses the network "
+        "unencrypted (use wss://, or a tunnel to a loopback address)",
+        name,
+        url,
+    )
+
+
+_REDIRECTS = frozenset({300, 301, 302, 303, 307, 308})
+
+
+class _NoRedirects(websockets.asyncio.client.connect):
+    """websockets' connect, which follows redirects by itself, told to follow none: the
+    connect frame carries the token, and a redirect would hand it to whoever it names."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
 
 
 class GatewayClient:
@@ -168,6 +235,8 @@ class GatewayClient:
         #: per page of the last listing: monotonic time its request was sent, rows before it
         self.pages_sent_at: list[float] = []
         self.pages_start: list[int] = []
+        #: bytes of every frame received so far (bounds a listing's total size)
+        self.bytes_received = 0
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -183,9 +252,10 @@ class GatewayClient:
     async def connect(self) -> Hello:
         """Open the socket, answer the challenge and return what the gateway said of itself."""
         policy = self.spec.policy
+        _warn_plain_ws(self.name, self.spec.url)
         try:
             async with asyncio.timeout(policy.connect_timeout):
-                self._ws = await websockets.connect(
+                self._ws = await _NoRedirects(
                     self.spec.url,
                     max_size=policy.max_frame_bytes,
                     open_timeout=None,  # the surrounding timeout covers the whole handshake
@@ -205,6 +275,18 @@ class GatewayClient:
         except InvalidURI as exc:
             await self._abandon()
             raise GatewayUnreachable(self.name, f"bad URL: {exc}") from exc
+        except InvalidStatus as exc:
+            await self._abandon()
+            status = exc.response.status_code
+            if status in _REDIRECTS:
+                raise ProtocolError(
+                    self.name,
+                    f"the gateway answered the upgrade with a redirect (HTTP {status}); "
+                    "redirects are not followed: put the final URL in the fleet file",
+                ) from None
+            raise GatewayUnreachable(
+                self.name, f"cannot connect to {self.spec.url}: {exc}"
+            ) from exc
         except (OSError, InvalidHandshake) as exc:
             await self._abandon()
             raise GatewayUnreachable(
@@ -219,6 +301,7 @@ class GatewayClient:
             raw = await self._ws.recv()
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from exc
+        self.bytes_received += len(raw)
         return self._decode(raw)
 
     def _decode(self, raw: str | bytes) -> dict[str, Any]:
@@ -268,8 +351,9 @@ class GatewayClient:
 
     async def _handshake(self, challenge: dict[str, Any]) -> Hello:
         received_ms = self._clock() * 1000
-        ts = challenge.get("ts")
-        offset_ms = float(ts) - received_ms if isinstance(ts, int | float) else 0.0
+        offset = clock_offset(
+            challenge.get("ts"), received_ms, self.spec.policy.max_clock_offset * 1000
+        )
         token = self.spec.token.get_secret_value()
         params: dict[str, Any] = {
             "minProtocol": MIN_PROTOCOL,
@@ -305,9 +389,20 @@ class GatewayClient:
         payload = frame.get("payload")
         if not isinstance(payload, dict):
             raise ProtocolError(self.name, "hello without a payload")
-        return self._parse_hello(payload, offset_ms, self._clock() * 1000)
+        if offset is None:
+            log.warning(
+                "gateway %r: connect.challenge ts is missing or more than %gs from our clock; "
+                "its clock is unknown, so verdicts that need it stay unknown",
+                self.name,
+                self.spec.policy.max_clock_offset,
+            )
+        return self._parse_hello(
+            payload, offset or 0.0, self._clock() * 1000, clock_known=offset is not None
+        )
 
-    def _parse_hello(self, payload: dict[str, Any], offset_ms: float, now_ms: float) -> Hello:
+    def _parse_hello(
+        self, payload: dict[str, Any], offset_ms: float, now_ms: float, *, clock_known: bool = True
+    ) -> Hello:
         protocol = payload.get("protocol")
         if not isinstance(protocol, int) or not MIN_PROTOCOL <= protocol <= MAX_PROTOCOL:
             raise ProtocolError(self.name, f"unsupported protocol {protocol!r} in hello")
@@ -317,7 +412,13 @@ class GatewayClient:
 
         snapshot, server = obj(payload.get("snapshot")), obj(payload.get("server"))
         features, auth = obj(payload.get("features")), payload.get("auth")
-        boot = _boot_time(snapshot.get("uptimeMs"), now_ms + offset_ms)
+        boot = (
+            _boot_time(
+                snapshot.get("uptimeMs"), now_ms + offset_ms, self.spec.policy.max_uptime * 1000
+            )
+            if clock_known
+            else None  # `now - uptime` in a clock we do not know is no boot time
+        )
         methods = features.get("methods")
         scopes = auth.get("scopes") if isinstance(auth, dict) else None
         return Hello(
@@ -332,6 +433,7 @@ class GatewayClient:
             if isinstance(scopes, list)
             else None,
             clock_offset_ms=offset_ms,
+            clock_known=clock_known,
         )
 
     async def _send(self, frame: dict[str, Any]) -> None:
@@ -492,13 +594,25 @@ class GatewayClient:
         seen: set[str] = set()
         out: list[SessionRow | UnreadableRow] = []
         self.pages_sent_at, self.pages_start = [], []
+        policy = self.spec.policy
+        start_bytes = self.bytes_received
         for _ in range(MAX_LIST_PAGES):
             self.pages_sent_at.append(time.monotonic())
             self.pages_start.append(len(out))
             payload = await self.call("sessions.list", params)
+            if self.bytes_received - start_bytes > policy.max_listing_bytes:
+                raise ProtocolError(
+                    self.name,
+                    f"sessions.list is larger than max_listing_bytes "
+                    f"({policy.max_listing_bytes} bytes)",
+                )
             rows = payload.get("sessions") if isinstance(payload, dict) else payload
             if not isinstance(rows, list):
                 raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
+            if len(out) + len(rows) > policy.max_sessions:
+                raise ProtocolError(
+                    self.name, f"sessions.list holds more than max_sessions ({policy.max_sessions})"
+                )
             for row in parse_rows(rows):
                 if row.key is not None:
                     if row.key in seen:

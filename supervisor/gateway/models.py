@@ -59,6 +59,9 @@ class Hello(BaseModel):
     scopes: tuple[str, ...] | None = None
     #: gateway clock minus our clock, estimated from the challenge's `ts`
     clock_offset_ms: float = 0.0
+    #: False when the challenge's `ts` was missing, not finite or out of range: then the
+    #: offset above is a guess (0) and verdicts that need the gateway's clock are unknown
+    clock_known: bool = True
 
     def has_method(self, method: str) -> bool:
         """False only when the gateway listed its methods and this one is not among them."""

@@ -30,6 +30,9 @@ DURABILITY_RECHECK_S = 60.0
 #: the one fleet-wide incident "Redis is not safe to act on" (not tied to any gateway)
 REDIS_DEDUP_KEY = "supervisor/redis"
 REDIS_FLAG = "redis_not_durable"
+#: the one fleet-wide incident "the fleet file is broken; the last good version is in use"
+FLEET_DEDUP_KEY = "supervisor/fleet"
+FLEET_FLAG = "fleet_file_broken"
 
 
 class Pager(Protocol):
@@ -76,33 +79,75 @@ def session_dedup_key(gateway: str, key: str) -> str:
 
 
 class FleetSource:
-    """The fleet file, re-read when its modification time changes."""
+    """The fleet file, re-read when its modification time changes.
 
-    def __init__(self, path: Path) -> None:
+    A reload that fails in any way keeps the last good fleet: a typo, a hostile secret file or
+    a bug in loading must not stop supervision. Each broken version is logged once (the
+    `FleetFileError` message, which never holds secret bytes) and handed to `on_broken` (the
+    engine audits and pages it); `on_repaired` runs when a good version follows a broken one.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_broken: Callable[[str], None] | None = None,
+        on_repaired: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._fleet: Fleet | None = None
         self._mtime: float | None = None
+        self._broken_mtime: float | None = None
+        self.on_broken = on_broken
+        self.on_repaired = on_repaired
 
     def get(self) -> Fleet:
+        notify: Callable[[], object] | None = None
         with self._lock:
-            try:
-                mtime = self.path.stat().st_mtime
-            except OSError as exc:
-                if self._fleet is not None:
-                    return self._fleet  # keep supervising with what we know
-                raise ConfigError(
-                    f"{self.path}: cannot read the fleet file: {exc.strerror}"
-                ) from None
-            if self._fleet is None or mtime != self._mtime:
-                try:
-                    self._fleet = load_fleet(self.path)
-                    self._mtime = mtime
-                except ConfigError:
-                    if self._fleet is None:
-                        raise
-                    log.error("fleet file %s is broken; keeping the previous version", self.path)
-            return self._fleet
+            fleet, notify = self._reload()
+        # outside the lock: the hooks page, and the pager reads the fleet (labels, routes)
+        if notify is not None:
+            _quietly(notify)
+        return fleet
+
+    def _reload(self) -> tuple[Fleet, Callable[[], object] | None]:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError as exc:
+            if self._fleet is not None:
+                return self._fleet, None  # keep supervising with what we know
+            raise ConfigError(f"{self.path}: cannot read the fleet file: {exc.strerror}") from None
+        if self._fleet is not None and mtime in (self._mtime, self._broken_mtime):
+            return self._fleet, None
+        problem: str | None = None
+        try:
+            fleet = load_fleet(self.path)
+        except ConfigError as exc:
+            if self._fleet is None:
+                raise
+            problem = str(exc)
+        except Exception as exc:  # load_fleet converts; this is the backstop
+            problem = f"{self.path}: cannot be loaded ({type(exc).__name__})"
+            if self._fleet is None:
+                raise ConfigError(problem) from None
+        if problem is None:
+            repaired = self._broken_mtime is not None
+            self._fleet, self._mtime, self._broken_mtime = fleet, mtime, None
+            return fleet, (self.on_repaired if repaired else None)
+        self._broken_mtime = mtime
+        log.error("fleet file not reloaded, keeping the previous version: %s", problem)
+        hook = self.on_broken
+        assert self._fleet is not None
+        return self._fleet, ((lambda: hook(problem)) if hook is not None else None)
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    """Run a notification hook; its failure (Redis down) must not fail the scan that reloaded."""
+    try:
+        action()
+    except Exception as exc:
+        log.error("fleet file notification failed: %s", type(exc).__name__)
 
 
 class Engine:
@@ -194,6 +239,26 @@ class Engine:
             details={"redis": self.store.url, "problems": "; ".join(problems)},
         )
         return True
+
+    def fleet_broken(self, problem: str) -> None:
+        """A fleet reload failed: audit it (every process), page once for the fleet (a flag)."""
+        self.audit(gateway="supervisor", step="escalate", outcome="fleet_broken", detail=problem)
+        if self.store.episodes.raise_flag(FLEET_FLAG):
+            self.pager.trigger(
+                FLEET_DEDUP_KEY,
+                gateway="supervisor",
+                key=None,
+                kind="escalated",
+                details={"problem": problem, "acting_on": "the last good fleet file"},
+            )
+
+    def fleet_repaired(self) -> None:
+        if self.store.episodes.lower_flag(FLEET_FLAG):
+            self.audit(
+                gateway="supervisor", step="resolve", outcome="fleet_repaired",
+                detail="the fleet file loads again",
+            )  # fmt: skip
+            self.pager.resolve(FLEET_DEDUP_KEY, gateway="supervisor", key=None)
 
     def require_durable(self) -> None:
         problems = self.durability_problems()

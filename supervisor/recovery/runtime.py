@@ -71,18 +71,27 @@ def build_engine(
     fleet_path: Path | None = None,
     dry_run: bool = False,
     submit: Callable[[Delivery], None] | None = None,
+    source: FleetSource | None = None,
 ) -> Engine:
     """An engine on the fleet file and Redis given (settings fill in the rest).
 
     Escalations go to the fleet file's [paging] providers: `submit` hands each delivery to a
-    Celery task in workers; without it (`heal`) deliveries run inline.
+    Celery task in workers; without it (`heal`) deliveries run inline. `source`: a fleet
+    source already loaded (a worker's, read before its children forked), so a child started
+    while the file is broken still has the last good fleet.
     """
     path = fleet_path or settings.fleet
     if path is None:
         raise ConfigError("no fleet file: pass --fleet FILE or set SUPERVISOR_FLEET")
-    source = FleetSource(Path(path))
+    if source is None or source.path != Path(path):
+        source = FleetSource(Path(path))
     source.get()  # a broken fleet file is a configuration error now, not in a worker later
-    store = StateStore.from_url(redis_url, prefix=settings.key_prefix)
+    store = StateStore.from_url(
+        redis_url,
+        prefix=settings.key_prefix,
+        wait_replicas=settings.wait_replicas,
+        wait_timeout_s=settings.wait_timeout_s,
+    )
     engine = Engine(
         source.get,
         store,
@@ -107,6 +116,8 @@ def build_engine(
     )
     engine.pager = pager
     engine.paging = pager
+    source.on_broken = engine.fleet_broken
+    source.on_repaired = engine.fleet_repaired
     return engine
 
 

@@ -121,6 +121,10 @@ class SimGateway:
         self.connects = 0
         #: connections' event sinks, called with (frame, for subscribers of sessions.subscribe only)
         self.listeners: list[Callable[[dict[str, Any], bool], None]] = []
+        #: hostile-input knobs: when set, sent as the challenge's `ts` / the hello's `uptimeMs`
+        #: as they are (json.dumps writes a 400-digit integer, Infinity and NaN faithfully)
+        self.challenge_ts: object = None
+        self.uptime_ms: object = None
 
     # -- clock and lifecycle ---------------------------------------------------------------
 
@@ -232,13 +236,20 @@ class SimGateway:
             scopes = [s for s in scopes if s != "operator.admin"]
         return scopes
 
+    def challenge_timestamp(self) -> object:
+        return int(self.now_ms()) if self.challenge_ts is None else self.challenge_ts
+
     def hello(self, protocol: int, scopes: list[str]) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "type": "hello-ok",
             "protocol": protocol,
             "server": {"version": self.version.value, "connId": uuid.uuid4().hex[:8]},
             "features": {"methods": METHODS_4 if protocol >= 4 else METHODS_3, "events": []},
-            "snapshot": {"uptimeMs": int(self.now_ms() - self.boot_ms)},
+            "snapshot": {
+                "uptimeMs": int(self.now_ms() - self.boot_ms)
+                if self.uptime_ms is None
+                else self.uptime_ms
+            },
             "policy": {"maxPayload": 26_214_400, "tickIntervalMs": 30_000},
         }
         if self.version is Version.V2026_9_6:

@@ -162,7 +162,7 @@ class SimulatorServer:
                 {
                     "type": "event",
                     "event": "connect.challenge",
-                    "payload": {"nonce": nonce, "ts": int(gw.now_ms())},
+                    "payload": {"nonce": nonce, "ts": gw.challenge_timestamp()},
                 }
             )
         )

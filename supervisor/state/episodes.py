@@ -15,6 +15,7 @@ step undone: the attempt then fails, its lease expires and the next scan starts 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -22,8 +23,10 @@ import redis
 from pydantic import BaseModel, ConfigDict
 from redis.typing import EncodableT, FieldT
 
+from supervisor.errors import RedisUnavailable, StateError
 from supervisor.state.connection import describe, translate_errors
 from supervisor.state.keys import Keys
+from supervisor.state.replication import ReplicaWait
 
 #: claims outlive any redelivery (the visibility timeout) by far
 DEFAULT_CLAIM_TTL_S = 24 * 3600
@@ -80,12 +83,19 @@ class Episodes:
     """Open episodes, step claims and gateway state in Redis."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, claim_ttl_s: int = DEFAULT_CLAIM_TTL_S
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        claim_ttl_s: int = DEFAULT_CLAIM_TTL_S,
+        replicas: ReplicaWait | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self._claim_ttl_s = claim_ttl_s
         self._where = describe(client)
+        #: WAITs for replicas after a step claim (None: never)
+        self._replicas = replicas
 
     # -- open episodes -----------------------------------------------------------------------
 
@@ -119,11 +129,30 @@ class Episodes:
         """Claim one step of one attempt: `new` for exactly one caller; the others learn
         whether it is `done` (and its answer) or only `started` (running, or its worker died)."""
         redis_key = self._keys.step_claim(recovery_id, step)
+        mine = f"started|{owner}"
         with translate_errors(self._where, f"claim {redis_key}"):
-            if self._client.set(redis_key, f"started|{owner}", nx=True, ex=self._claim_ttl_s):
-                return StepClaim(state="new")
-            value = self._client.get(redis_key)
-        return StepClaim.parse(value)
+            needed, acked = 0, 0
+            if self._replicas is None:
+                claimed = self._client.set(redis_key, mine, nx=True, ex=self._claim_ttl_s)
+            else:
+                # one pipeline, so WAIT runs on the connection that made the write
+                with self._client.pipeline(transaction=False) as pipe:
+                    pipe.set(redis_key, mine, nx=True, ex=self._claim_ttl_s)
+                    needed = self._replicas.queue(pipe)
+                    claimed, *rest = pipe.execute()
+                acked = rest[0] if rest else 0
+            if not claimed:
+                return StepClaim.parse(self._client.get(redis_key))
+        if needed and self._replicas is not None:
+            try:
+                self._replicas.check(acked, needed, f"step claim {redis_key}")
+            except RedisUnavailable:
+                # a claim a failover could forget is no claim: withdraw it, act on nothing
+                with contextlib.suppress(StateError), translate_errors(self._where, "withdraw"):
+                    if self._client.get(redis_key) == mine:
+                        self._client.delete(redis_key)
+                raise
+        return StepClaim(state="new")
 
     def step_claim(self, recovery_id: str, step: str) -> StepClaim:
         redis_key = self._keys.step_claim(recovery_id, step)

@@ -15,14 +15,16 @@ would put in different slots.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 
 import redis
 
-from supervisor.errors import LeaseLost
+from supervisor.errors import LeaseLost, RedisUnavailable, StateError
 from supervisor.state.connection import describe, translate_errors
 from supervisor.state.keys import Keys
+from supervisor.state.replication import ReplicaWait
 
 #: KEYS[1] lease, KEYS[2] fence counter; ARGV[1] owner, ARGV[2] ttl ms.
 #: Returns the new fencing token, or false (nil) when the lease is held by anyone.
@@ -96,10 +98,14 @@ def _check_ttl(ttl_ms: int) -> int:
 class Leases:
     """Acquire, check, extend and release leases; thread-safe (redis-py pools connections)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, replicas: ReplicaWait | None = None
+    ) -> None:
         self._client = client
         self._keys = keys
         self._where = describe(client)
+        #: WAITs for replicas after the fence increment (None: never)
+        self._replicas = replicas
         # register_script sends EVALSHA and loads the script again after a server restart
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._release = client.register_script(RELEASE_LUA)
@@ -117,9 +123,29 @@ class Leases:
         redis_key = self._keys.lease(gateway, key)
         started = time.monotonic()
         with translate_errors(self._where, f"acquire lease {redis_key}"):
-            token = self._acquire(keys=[redis_key, self._keys.fence], args=[owner, ttl_ms])
+            needed, acked = 0, 0
+            if self._replicas is None:
+                token = self._acquire(keys=[redis_key, self._keys.fence], args=[owner, ttl_ms])
+            else:
+                # one pipeline, so WAIT runs on the connection that made the write
+                with self._client.pipeline(transaction=False) as pipe:
+                    self._acquire(
+                        keys=[redis_key, self._keys.fence], args=[owner, ttl_ms], client=pipe
+                    )
+                    needed = self._replicas.queue(pipe)
+                    token, *rest = pipe.execute()
+                acked = rest[0] if rest else 0
         if token is None:
             return None
+        if needed and self._replicas is not None:
+            try:
+                self._replicas.check(acked, needed, f"lease {redis_key} (fencing token {token})")
+            except RedisUnavailable:
+                # a lease a failover could forget is not held: give it back, act on nothing
+                where = f"release lease {redis_key}"
+                with contextlib.suppress(StateError), translate_errors(self._where, where):
+                    self._release(keys=[redis_key], args=[f"{int(token)}:{owner}"])
+                raise
         return Lease(
             gateway=gateway,
             key=key,

@@ -3,9 +3,10 @@
 Built from a URL (`SUPERVISOR_REDIS_URL` or the embedded server's). Before the engine acts it
 checks two things: the server answers (`ping`), and it will keep what we write
 (`check_durability`): leases, fencing tokens and attempt caps are only as safe as the server
-holding them. A server without persistence forgets leases and resets the fence on restart; an
-eviction policy may drop a lease or a counter under memory pressure (every one of our keys but
-the fence has a TTL, so even `volatile-*` policies may pick them).
+holding them. A server without an fsynced append-only file forgets leases and resets the fence
+on restart; an eviction policy may drop a lease or a counter under memory pressure (every one
+of our keys but the fence has a TTL, so even `volatile-*` policies may pick them). With
+replicas, fence increments and step claims WAIT for one (`supervisor.state.replication`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from supervisor.state.connection import describe, make_client, translate_errors
 from supervisor.state.episodes import Episodes
 from supervisor.state.keys import DEFAULT_PREFIX, Keys
 from supervisor.state.leases import Leases
+from supervisor.state.replication import (
+    DEFAULT_WAIT_REPLICAS,
+    DEFAULT_WAIT_TIMEOUT_S,
+    ReplicaWait,
+)
 
 
 class StateStore:
@@ -35,17 +41,23 @@ class StateStore:
         audit_maxlen: int = DEFAULT_MAXLEN,
         audit_approximate: bool = True,
         counter_ttl_s: int = DEFAULT_COUNTER_TTL_S,
+        wait_replicas: int = DEFAULT_WAIT_REPLICAS,
+        wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
     ) -> None:
-        """Wrap an existing client; it must decode responses (see `from_url`)."""
+        """Wrap an existing client; it must decode responses (see `from_url`).
+
+        `wait_replicas`: replicas that must acknowledge each fence increment and step claim
+        when the server has replicas (0: never WAIT); see `supervisor.state.replication`."""
         if not client.get_encoder().decode_responses:
             raise ValueError("StateStore needs a client built with decode_responses=True")
         self.client = client
         self.keys = Keys(prefix)
         self.url = describe(client)
-        self.leases = Leases(client, self.keys)
+        self.replicas = ReplicaWait(client, wanted=wait_replicas, timeout_s=wait_timeout_s)
+        self.leases = Leases(client, self.keys, replicas=self.replicas)
         self.attempts = Attempts(client, self.keys, counter_ttl_s=counter_ttl_s)
         self.audit = AuditLog(client, self.keys, maxlen=audit_maxlen, approximate=audit_approximate)
-        self.episodes = Episodes(client, self.keys)
+        self.episodes = Episodes(client, self.keys, replicas=self.replicas)
         self.budgets = Budgets(client, self.keys)
 
     @classmethod
@@ -60,6 +72,8 @@ class StateStore:
         audit_maxlen: int = DEFAULT_MAXLEN,
         audit_approximate: bool = True,
         counter_ttl_s: int = DEFAULT_COUNTER_TTL_S,
+        wait_replicas: int = DEFAULT_WAIT_REPLICAS,
+        wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
     ) -> StateStore:
         """A store on a new client: bounded connect/read waits, no automatic retries.
 
@@ -77,6 +91,8 @@ class StateStore:
             audit_maxlen=audit_maxlen,
             audit_approximate=audit_approximate,
             counter_ttl_s=counter_ttl_s,
+            wait_replicas=wait_replicas,
+            wait_timeout_s=wait_timeout_s,
         )
 
     def ping(self) -> None:
@@ -88,34 +104,65 @@ class StateStore:
     def check_durability(self) -> list[str]:
         """What makes the server unsafe to act on; empty when it is safe.
 
-        Safe means: persistence on (an append-only file, or RDB snapshots configured -- those
-        lose the last minutes on a crash, so fencing tokens may repeat afterwards; `check()`
-        stays correct because it compares token and owner), and nothing evicted
-        (`maxmemory-policy noeviction`, or no `maxmemory` limit at all). Read with CONFIG GET;
-        where CONFIG is disabled (managed Redis), from INFO, which cannot show RDB save points.
+        Safe means all of:
+
+        * an append-only file (`appendonly yes`): RDB snapshots alone lose every write since
+          the last one on a crash, and a fence that goes back hands out tokens again;
+        * `appendfsync everysec` or `always`: with `no` the kernel decides when the file
+          reaches the disk (commonly 30 s on Linux), so a power cut loses that much;
+        * `maxmemory-policy noeviction`. Every key of ours but the fence has a TTL, so the
+          `volatile-*` policies may evict leases and counters just as `allkeys-*` do; and a
+          limit set later with CONFIG SET evicts at once, so the policy is checked even
+          while `maxmemory` is 0.
+
+        Read with CONFIG GET; where CONFIG is disabled (managed Redis), from INFO, which shows
+        `aof_enabled` and the policy but not `appendfsync`: then fsync cannot be verified, and
+        that is a problem too (the reason says so).
         """
         with translate_errors(self.url, "read its configuration"):
             config: dict[str, str]
             try:
                 config = {}
-                for name in ("appendonly", "save", "maxmemory", "maxmemory-policy"):
+                for name in ("appendonly", "appendfsync", "save", "maxmemory", "maxmemory-policy"):
                     config.update({str(k): str(v) for k, v in self.client.config_get(name).items()})
             except redis.ResponseError:
                 config = self._config_from_info()
         problems: list[str] = []
         aof = str(config.get("appendonly", "")).lower() == "yes"
         save = str(config.get("save", "")).strip()
-        if not aof and not save:
-            problems.append(
-                "persistence is off (appendonly no and no RDB save points): a restart loses "
-                "every lease, fencing token and attempt counter; set appendonly yes"
-            )
+        if not aof:
+            if save:
+                problems.append(
+                    f"only RDB snapshots (save {save!r}, appendonly no): a crash loses every "
+                    "write since the last snapshot, fencing tokens repeat; set appendonly yes"
+                )
+            else:
+                problems.append(
+                    "persistence is off (appendonly no and no RDB save points): a restart loses "
+                    "every lease, fencing token and attempt counter; set appendonly yes"
+                )
+        else:
+            fsync = str(config.get("appendfsync", "")).lower()
+            if fsync == "no":
+                problems.append(
+                    "appendfsync is no: the kernel flushes the append-only file when it likes "
+                    "(often 30 s), so a crash of the host loses that much; set appendfsync "
+                    "everysec"
+                )
+            elif fsync not in {"everysec", "always"}:
+                problems.append(
+                    "appendfsync cannot be read (CONFIG GET is disabled): an append-only file "
+                    "without fsync may lose writes; allow CONFIG GET or use a server whose "
+                    "settings can be verified"
+                )
         policy = str(config.get("maxmemory-policy", "")).lower()
         maxmemory = int(config.get("maxmemory", "0") or 0)
-        if maxmemory > 0 and policy != "noeviction":
+        if policy != "noeviction":
+            limit = f"maxmemory {maxmemory}" if maxmemory else "no maxmemory yet"
             problems.append(
-                f"maxmemory-policy is {policy or 'unknown'} with maxmemory {maxmemory}: Redis may "
-                "evict leases and counters under memory pressure; set maxmemory-policy noeviction"
+                f"maxmemory-policy is {policy or 'unknown'} ({limit}): Redis may evict leases "
+                "and counters (they all have TTLs, so volatile-* policies pick them too); set "
+                "maxmemory-policy noeviction"
             )
         return problems
 
@@ -124,8 +171,9 @@ class StateStore:
         memory = self.client.info("memory")
         return {
             "appendonly": "yes" if int(persistence.get("aof_enabled", 0)) else "no",
-            # INFO does not show save points; an RDB-only server reads as not persistent
+            # INFO shows neither save points nor appendfsync: both read as unknown
             "save": "",
+            "appendfsync": "",
             "maxmemory": str(memory.get("maxmemory", 0)),
             "maxmemory-policy": str(memory.get("maxmemory_policy", "")),
         }

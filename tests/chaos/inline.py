@@ -9,6 +9,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -184,21 +185,40 @@ def concurrent_steps(root: Path, runs: int, parallel: int = 6) -> Row:
 # -- 8a. a Redis that would lose or evict state: refuse, escalate once, resolve once fixed -------
 
 
+#: unsafe server settings the durability check must refuse: (appendonly, extra server
+#: arguments, the CONFIG SET that fixes it)
+UNSAFE_VARIANTS: dict[str, tuple[bool, tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "no-persistence": (False, (), (("appendonly", "yes"),)),
+    "rdb-only": (False, ("--save", "3600 1"), (("appendonly", "yes"),)),
+    "fsync-no": (True, ("--appendfsync", "no"), (("appendfsync", "everysec"),)),
+    "evicting": (
+        True,
+        ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"),
+        (("maxmemory-policy", "noeviction"),),
+    ),
+    "volatile": (
+        True,
+        ("--maxmemory-policy", "volatile-ttl"),
+        (("maxmemory-policy", "noeviction"),),
+    ),
+}
+UNSAFE_REDIS = tuple(UNSAFE_VARIANTS)
+
+
 def not_durable(root: Path, runs: int, engines: int = 3, scans: int = 4) -> Row:
-    """Each run: a fresh valkey without persistence or with allkeys-lru; several engines scan a
-    zombie repeatedly (all refuse, one escalation); then the server is fixed (CONFIG SET) and
-    a new engine resolves the incident once and heals the zombie."""
+    """Each run: a fresh valkey with one unsafe setting (no persistence, RDB snapshots only,
+    AOF with appendfsync no, allkeys-lru, volatile-ttl); several engines scan a zombie
+    repeatedly (all refuse, one escalation); then the server is fixed (CONFIG SET) and a new
+    engine resolves the incident once and heals the zombie."""
     started = time.monotonic()
-    row = Row("8a. Redis without persistence / evicting (inline)")
+    row = Row("8a. Redis unsafe settings: no persistence, RDB only, fsync no, evicting (inline)")
     resolved = healed = 0
+    seen: Counter[str] = Counter()
     for i in range(runs):
-        variant = "no-persistence" if i % 2 == 0 else "evicting"
-        args: tuple[str, ...] = ()
-        if variant == "evicting":
-            args = ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
-        with Cluster(
-            root / f"run-{i}", appendonly=variant != "no-persistence", redis_args=args
-        ) as c:
+        variant = UNSAFE_REDIS[i % len(UNSAFE_REDIS)]
+        seen[variant] += 1
+        appendonly, args, fixes = UNSAFE_VARIANTS[variant]
+        with Cluster(root / f"run-{i}", appendonly=appendonly, redis_args=args) as c:
             gws = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]
             keys = [new_key("nd") for _ in gws]
             for gw, key in zip(gws, keys, strict=True):
@@ -224,10 +244,8 @@ def not_durable(root: Path, runs: int, engines: int = 3, scans: int = 4) -> Row:
             escalations = sum(1 for r in audit if r.outcome == "redis_not_durable")
             acted = sum(len(gw.acts) for gw in gws)
             # the operator fixes the server; a new engine (a minute later) sees it durable
-            if variant == "no-persistence":
-                c.store.client.config_set("appendonly", "yes")
-            else:
-                c.store.client.config_set("maxmemory-policy", "noeviction")
+            for name, value in fixes:
+                c.store.client.config_set(name, value)
             fixed = c.engine()
             for gw in gws:
                 run_ladder(fixed, gw.name)
@@ -262,7 +280,8 @@ def not_durable(root: Path, runs: int, engines: int = 3, scans: int = 4) -> Row:
             row.leaks += len(hits)
             row.problems += hits
     row.notes.append(
-        f"{engines} engines x {scans} scans refused each run; 1 page per run; "
+        f"{engines} engines x {scans} scans refused each run "
+        f"({', '.join(f'{v} {n}' for v, n in seen.items())}); 1 page per run; "
         f"resolved once fixed {resolved}/{runs}, then healed {healed}/{runs}"
     )
     row.seconds = time.monotonic() - started

@@ -35,6 +35,7 @@ from tests.chaos.harness import (
     Proc,
     wait_for,
 )
+from tests.chaos.inline import UNSAFE_VARIANTS
 from tests.chaos.oracle import CountingGateway, Row
 from tests.integration.procs import free_port
 
@@ -426,12 +427,9 @@ def redis_restarts(root: Path, runs: int) -> Row:
 
 
 def not_durable_real(root: Path, variant: str) -> Row:
-    """Worker and beat against a valkey without persistence (or evicting): no action, one page."""
+    """Worker and beat against a valkey with one unsafe setting: no action, one page."""
     started = time.monotonic()
-    args: tuple[str, ...] = ()
-    appendonly = variant != "no-persistence"
-    if variant == "evicting":
-        args = ("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
+    appendonly, args, _ = UNSAFE_VARIANTS[variant]
     row = Row(f"8b. Redis {variant}, real worker and beat")
     with Cluster(root, appendonly=appendonly, redis_args=args) as c:
         gws = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]

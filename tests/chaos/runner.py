@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.chaos import adversarial, fuzz, inline, real, static
+from tests.chaos import adversarial, edges, fuzz, inline, real, static
 from tests.chaos.harness import chaos_environ
 from tests.chaos.oracle import Row
 
@@ -34,12 +34,12 @@ FAULTS: list[Fault] = [
     Fault("5", lambda r, n: real.two_beats(r, n), 20, 1800, background=True),
     Fault("6", lambda r, n: real.beat_stop(r, n), 1, 10),
     Fault("7", lambda r, n: real.redis_restarts(r, n), 2, 50),
-    Fault("8a", lambda r, n: inline.not_durable(r, n), 2, 20),
+    Fault("8a", lambda r, n: inline.not_durable(r, n), 5, 20),
     Fault(
         "8b",
-        lambda r, n: [real.not_durable_real(r / v, v) for v in ("no-persistence", "evicting")[:n]],
+        lambda r, n: [real.not_durable_real(r / v, v) for v in inline.UNSAFE_REDIS[:n]],
         1,
-        2,
+        5,
     ),
     Fault("9", lambda r, n: inline.lease_expiry(r, n), 4, 100),
     Fault("10", lambda r, n: inline.connection_reset(r, n), 8, 100),
@@ -55,6 +55,10 @@ FAULTS: list[Fault] = [
     Fault("19", lambda r, n: adversarial.redis_paused(r, n), 4, 100),
     Fault("20", lambda r, n: adversarial.flapping(r, n), 5, 20),
     Fault("21", lambda r, n: adversarial.shifting_pages(r, n), 3, 100),
+    Fault("22", lambda r, n: edges.hostile_secrets(r, n), 3, len(edges.KINDS)),
+    Fault("23", lambda r, n: edges.redirects(r, n), 5, 100),
+    Fault("24", lambda r, n: edges.hostile_clocks(r, n), 56, 560),
+    Fault("25", lambda r, n: edges.oversized_listings(r, n), 1, 10),
 ]
 BY_ID = {f.id: f for f in FAULTS}
 

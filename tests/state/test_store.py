@@ -101,11 +101,22 @@ def test_durability_flags_no_persistence_and_eviction(tmp_path: Path) -> None:
             store.require_durable()
         assert info.value.problems == problems
 
-        # an eviction policy without a memory limit never evicts; RDB save points persist
+        # RDB-only loses what came since the last snapshot; an eviction policy evicts as soon
+        # as someone sets a limit, so it is refused even without one
         store.client.config_set("maxmemory", 0)
         store.client.config_set("save", "3600 1")
-        assert store.check_durability() == []
+        problems = store.check_durability()
+        assert len(problems) == 2
+        assert "only RDB snapshots" in problems[0] and "3600 1" in problems[0]
+        assert "allkeys-lru" in problems[1] and "no maxmemory yet" in problems[1]
         store.client.config_set("maxmemory-policy", "volatile-ttl")
-        store.client.config_set("maxmemory", "64mb")
+        store.client.config_set("appendonly", "yes")
         assert ["volatile-ttl" in p for p in store.check_durability()] == [True]
+        store.client.config_set("maxmemory-policy", "noeviction")
+        assert store.check_durability() == []
+        store.client.config_set("appendfsync", "no")
+        (problem,) = store.check_durability()
+        assert "appendfsync is no" in problem
+        store.client.config_set("appendfsync", "always")
+        assert store.check_durability() == []
         store.close()

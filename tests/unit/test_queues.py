@@ -1,0 +1,39 @@
+"""Every task has a queue, and `up` runs a consumer layout where steps and pages stand alone."""
+
+from __future__ import annotations
+
+from supervisor.app import app
+from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, QUEUES, SCAN_QUEUE, TASK_ROUTES
+from supervisor.settings import Settings
+from supervisor.up import child_commands
+
+
+def test_every_task_is_routed_to_a_known_queue() -> None:
+    import supervisor.tasks  # noqa: F401 - registers the tasks
+
+    ours = {name for name in app.tasks if name.startswith("supervisor.")}
+    assert ours == set(TASK_ROUTES), "route every new task deliberately (supervisor/queues.py)"
+    for name in ours:
+        assert app.amqp.router.route({}, name)["queue"].name == TASK_ROUTES[name]["queue"]
+    assert TASK_ROUTES["supervisor.scan_gateway"]["queue"] == SCAN_QUEUE
+    assert TASK_ROUTES["supervisor.deliver_page"]["queue"] == PAGE_QUEUE
+    assert TASK_ROUTES["supervisor.reset_session"]["queue"] == ACT_QUEUE
+    # a worker started without --queues (tests, benchmarks, old deployments) takes all three
+    assert set(app.amqp.queues) == set(QUEUES)
+
+
+def test_up_runs_a_dedicated_consumer_for_steps_and_for_pages() -> None:
+    commands = child_commands(Settings(act_concurrency=3, page_concurrency=5))
+    queues = {
+        name: set(arg.removeprefix("--queues=").split(","))
+        for name, argv in commands.items()
+        for arg in argv
+        if arg.startswith("--queues=")
+    }
+    assert queues == {
+        "worker": {SCAN_QUEUE, ACT_QUEUE},
+        "act": {ACT_QUEUE},
+        "page": {PAGE_QUEUE},
+    }
+    assert "--concurrency=3" in commands["act"]
+    assert {"--pool=threads", "--concurrency=5"} <= set(commands["page"])
