@@ -18,6 +18,7 @@ import pytest
 
 from supervisor import failpoints
 from supervisor.core.ladder import Step
+from supervisor.gateway.client import GatewayClient
 from supervisor.recovery.closing import close_episode
 from supervisor.recovery.runtime import run_ladder
 from supervisor.recovery.scanner import Scanner
@@ -97,7 +98,9 @@ def test_without_the_event_witness_the_collision_would_be_called_healed(rig: Rig
     gw.add_zombie(KEY)
     with (
         at_point("after_reread", "reset", send_message(rig, gw)),
-        mock.patch("supervisor.gateway.client.GatewayClient.runs_started_since", lambda *_, **__: []),
+        mock.patch(
+            "supervisor.gateway.client.GatewayClient.runs_started_since", lambda *_, **__: []
+        ),
     ):
         actions = run_ladder(rig.engine(), "gw")
     assert ("verify", "healed") in outcomes(actions)
