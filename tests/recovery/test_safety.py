@@ -18,7 +18,6 @@ import pytest
 
 from supervisor import failpoints
 from supervisor.core.ladder import Step
-from supervisor.gateway.client import GatewayClient
 from supervisor.recovery.closing import close_episode
 from supervisor.recovery.runtime import run_ladder
 from supervisor.recovery.scanner import Scanner
