@@ -68,7 +68,8 @@ async def scan(url: str, token: str, identity: DeviceIdentity) -> int:
         hello = await request(ws, "c1", "connect", params)
         if not hello.get("ok"):
             raise RuntimeError(f"{url}: connect refused")
-        rows, page_params, n = 0, {}, 1
+        rows, n = 0, 1
+        page_params: dict[str, Any] = {}
         while True:
             n += 1
             payload = (await request(ws, f"r{n}", "sessions.list", page_params))["payload"]
