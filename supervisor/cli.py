@@ -98,6 +98,23 @@ def _fleet(path: Path | None, settings: Settings) -> Fleet:
     return _load_fleet(chosen)
 
 
+def print_json(doc: Any) -> None:
+    """`doc` on stdout, as `json.dumps(doc, indent=2)` would write it, at a seventh of the cost.
+
+    The standard encoder drops to pure Python once `indent` is set: 0.5 s of a 200-gateway
+    `check --json`. pydantic-core's encoder writes the very same text for what the commands
+    print (printable ASCII, decimal floats; NaN and infinities as `json` spells them), and at
+    worst a different spelling of the same values (`1e-7` for `1e-07`, DEL unescaped). Text it
+    would leave unescaped (non-ASCII) goes to the standard encoder, so stdout stays ASCII.
+    """
+    from pydantic_core import to_json
+
+    text = to_json(doc, indent=2, inf_nan_mode="constants").decode()
+    if not text.isascii():
+        text = json.dumps(doc, indent=2)
+    sys.stdout.write(text + "\n")
+
+
 def check_exit_code(reports: list[GatewayReport]) -> Exit:
     """2 if any gateway failed, else 1 if any session needs recovery, else 0."""
     if any(r.error for r in reports):
@@ -159,7 +176,7 @@ def check(
     reports = run_check(_fleet(fleet, settings), settings)
     if as_json:
         doc = {"gateways": [r.model_dump(mode="json") for r in reports]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
     else:
         from supervisor.render import render_check
 
@@ -206,7 +223,7 @@ def heal(
             "actions": [a.action() for a in actions],
             "gateways": [r.model_dump(mode="json") for r in reports],
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
     else:
         render_actions(_out(), [a.action() for a in actions])
         render_check(_out(), reports, all_rows=False)
@@ -256,7 +273,7 @@ def recover(
             "session": session.model_dump(mode="json") if session else None,
             "gateway": report.model_dump(mode="json", exclude={"sessions"}),
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        print_json(doc)
     else:
         render_actions(_out(), [a.action() for a in actions if a.key in (key, None)])
         if session is None:
@@ -293,7 +310,7 @@ def status(
     with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
         rows = gateway_status(st, names)
         if as_json:
-            sys.stdout.write(json.dumps({"gateways": rows}, indent=2) + "\n")
+            print_json({"gateways": rows})
             return 0
         if watch is None:
             _out().print(render_status(rows))
@@ -347,7 +364,7 @@ def incidents(as_json: JsonOption = False) -> int:
         open_ = [i.model_dump(mode="json", exclude={"leases"}) for i in store.list_open()]
         silences = [s.model_dump(mode="json") for s in store.list_silences()]
     if as_json:
-        sys.stdout.write(json.dumps({"incidents": open_, "silences": silences}, indent=2) + "\n")
+        print_json({"incidents": open_, "silences": silences})
     else:
         render_incidents(_out(), open_, silences)
     return 0
@@ -419,7 +436,7 @@ def audit(
         records = [r for r in records if r.gateway == gateway][-limit:]
     docs = [r.model_dump(mode="json", exclude_none=True) for r in records]
     if as_json:
-        sys.stdout.write(json.dumps({"records": docs}, indent=2) + "\n")
+        print_json({"records": docs})
     else:
         render_audit(_out(), docs)
     return 0
@@ -560,9 +577,7 @@ def demo(
         settings = _settings(state_dir=Path(tmp) / "state")
         reports = run_check(fleet, settings)
     if as_json:
-        sys.stdout.write(
-            json.dumps({"gateways": [r.model_dump(mode="json") for r in reports]}, indent=2) + "\n"
-        )
+        print_json({"gateways": [r.model_dump(mode="json") for r in reports]})
     else:
         render_check(_out(), reports, all_rows=True)
     return int(check_exit_code(reports))
