@@ -37,7 +37,7 @@ TARGET_CHECK_ONE_S = 0.6
 TARGET_FLEET_RATIO = 1.5
 #: size -> (runs of each small command, warm-up runs, fleet gateways, sessions, fleet runs)
 PLANS: dict[Size, tuple[int, int, int, int, int]] = {
-    "smoke": (3, 1, 10, 20, 2),
+    "smoke": (2, 0, 4, 10, 1),
     "full": (30, 3, 200, 100, 7),
 }
 CHECK_CONCURRENCY = 32  # Settings.check_concurrency's default, as `check` runs it
@@ -118,7 +118,7 @@ def timed(
     return timer(commands, runs, warmup, env)
 
 
-def run(size: Size, out: Path, *, hyperfine: bool | None = None) -> dict[str, Any]:
+def run(size: Size, out: Path, hyperfine: bool | None = None) -> dict[str, Any]:
     runs, warmup, fleet_gateways, fleet_sessions, fleet_runs = PLANS[size]
     use_hf = shutil.which("hyperfine") is not None if hyperfine is None else hyperfine
     python = [sys.executable, "-c", "pass"]
