@@ -61,13 +61,13 @@ def growth_tables(docs: dict[str, dict[str, Any]]) -> list[str]:
             f"**Start-up** (whole processes, wall time, median; timer: {doc['timer']}; "
             f"`{doc['cli']}`)",
             "",
-            "| command | median s | mean s | runs | x python -c pass | x bare client |",
-            "|---|---|---|---|---|---|",
+            "| command | median s | mean s | CPU s | runs | x python -c pass | x bare client |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in doc["growth"]:
             out.append(
-                _row(r["command"], r["median_s"], r["mean_s"], r["runs"], r["ratio_to_python"],
-                     r.get("ratio_to_bare"))
+                _row(r["command"], r["median_s"], r["mean_s"], r.get("cpu_s"), r["runs"],
+                     r["ratio_to_python"], r.get("ratio_to_bare"))
             )  # fmt: skip
     if doc := docs.get("scan_overhead"):
         out += [

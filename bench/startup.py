@@ -18,6 +18,8 @@ commands in turn, round after round; median).
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -70,9 +72,12 @@ def simulated(gateways: int, sessions: int, directory: Path) -> Iterator[Path]:
             sim.wait()
 
 
-def _stats(times: Sequence[float]) -> dict[str, Any]:
+def _stats(times: Sequence[float], cpu_s: float) -> dict[str, Any]:
+    """Wall-time statistics, and the mean CPU (user + system) of one run: on a shared machine
+    wall time waits for the cores, CPU time much less so."""
     return {
         "median_s": rnd(statistics.median(times), 4),
+        "cpu_s": rnd(cpu_s, 4),
         "mean_s": rnd(statistics.fmean(times), 4),
         "min_s": rnd(min(times), 4),
         "stdev_s": rnd(statistics.stdev(times), 4) if len(times) > 1 else 0.0,
@@ -91,20 +96,24 @@ def time_hyperfine(
             argv += [f"--command-name={name}", shlex.join(cmd)]
         subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True)
         results = json.loads(export.read_text())["results"]
-    return {r["command"]: _stats(r["times"]) for r in results}
+    return {r["command"]: _stats(r["times"], r["user"] + r["system"]) for r in results}
 
 
 def time_loop(
     commands: dict[str, list[str]], runs: int, warmup: int, env: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, float] = dict.fromkeys(commands, 0.0)
     for r in range(warmup + runs):
         for name, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
             if r >= warmup:
                 times[name].append(time.perf_counter() - started)
-    return {name: _stats(t) for name, t in times.items()}
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name] += after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {name: _stats(t, cpu[name] / runs) for name, t in times.items()}
 
 
 def timed(
@@ -188,9 +197,15 @@ def run(size: Size, out: Path, hyperfine: bool | None = None) -> dict[str, Any]:
             "check_one_s": check_s,
             "check_one_ratio": rnd(check_s / floor, 2),
             "check_one_json_s": small["check --json (1 gateway)"]["median_s"],
+            "check_one_cpu_s": small["check (1 gateway)"]["cpu_s"],
+            "help_cpu_s": small["--help"]["cpu_s"],
             "fleet_check_json_s": big[f"check --json ({label})"]["median_s"],
             "fleet_bare_s": bare_s,
             "fleet_ratio": fleet_ratio,
+            "fleet_cpu_ratio": rnd(
+                big[f"check --json ({label})"]["cpu_s"] / big[f"bare client ({label})"]["cpu_s"], 3
+            ),
+            "loadavg_1m_at_end": rnd(os.getloadavg()[0], 2),
         },
         "targets": {
             "help_s": {"max": TARGET_HELP_S, "value": help_s, "met": help_s <= TARGET_HELP_S},
@@ -218,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     doc = run(args.size, args.out, hyperfine=False if args.no_hyperfine else None)
     for row in doc["growth"]:
         say(
-            f"  {row['command']:40s} {row['median_s']:.3f} s  x{row['ratio_to_python']} python"
+            f"  {row['command']:34s} {row['median_s']:.3f} s (cpu {row['cpu_s']:.3f} s)  "
+            f"x{row['ratio_to_python']} python"
             + (f"  x{row['ratio_to_bare']} bare" if "ratio_to_bare" in row else "")
         )
     print(json.dumps(doc["figures"]))
