@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
-from pydantic_core import SchemaValidator
 
 from supervisor.core.rows import SessionRow, UnreadableRow
 
@@ -64,43 +63,7 @@ class ListAnswer(BaseModel):
     payload: _ReadablePage
 
 
-def _numbers_only(schema: Any, hook: object) -> tuple[Any, int]:
-    """`schema` with every `hook` before-validator replaced by the strict float it wraps.
-
-    `SessionRow` refuses a boolean timestamp through a Python hook, called for every timestamp
-    of every row; a strict float (JSON numbers only) refuses it inside pydantic-core. It also
-    refuses numeric strings, which the row model reads: such a frame takes the ordinary path,
-    where the hook and the model read it as before. Returns the count of hooks replaced.
-    """
-    if isinstance(schema, list):
-        done = [_numbers_only(item, hook) for item in schema]
-        return [d[0] for d in done], sum(d[1] for d in done)
-    if not isinstance(schema, dict):
-        return schema, 0
-    function = schema.get("function")
-    if schema.get("type") == "function-before" and function and function["function"] == hook:
-        inner, _ = _numbers_only(schema["schema"], hook)
-        return _strict_floats(inner), 1
-    out, count = {}, 0
-    for key, value in schema.items():
-        out[key], n = _numbers_only(value, hook) if key != "cls" else (value, 0)
-        count += n
-    return out, count
-
-
-def _strict_floats(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        if schema.get("type") == "float":
-            return {**schema, "strict": True}
-        return {k: _strict_floats(v) for k, v in schema.items()}
-    return schema
-
-
-#: ListAnswer's own schema, its rows' timestamps read as JSON numbers only (see _numbers_only)
-_LIST_ANSWER_SCHEMA, TIMESTAMP_HOOKS_REPLACED = _numbers_only(
-    ListAnswer.__pydantic_core_schema__, SessionRow._timestamps_are_numbers
-)
-_LIST_ANSWER = SchemaValidator(_LIST_ANSWER_SCHEMA)
+_LIST_ANSWER: TypeAdapter[ListAnswer] = TypeAdapter(ListAnswer)
 
 
 def read_list_answer(text: str) -> ListAnswer | None:
@@ -113,10 +76,9 @@ def read_list_answer(text: str) -> ListAnswer | None:
     path, `json.loads` then `parse_rows`, so every such frame is read exactly as before.
     """
     try:
-        answer: ListAnswer = _LIST_ANSWER.validate_json(text)
+        return _LIST_ANSWER.validate_json(text)
     except ValueError:  # ValidationError, also for text that is not JSON at all
         return None
-    return answer
 
 
 class Hello(BaseModel):

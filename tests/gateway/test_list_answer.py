@@ -20,12 +20,7 @@ from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.gateway import client as client_module
 from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.identity import DeviceIdentity
-from supervisor.gateway.models import (
-    TIMESTAMP_HOOKS_REPLACED,
-    ListAnswer,
-    parse_rows,
-    read_list_answer,
-)
+from supervisor.gateway.models import ListAnswer, parse_rows, read_list_answer
 from supervisor.simulator import SimGateway, SimulatorServer
 from tests.conftest import TOKEN, spec_for
 
@@ -193,9 +188,3 @@ async def test_the_client_lists_through_the_fast_path_and_falls_back_per_page(
     assert "startedAt" in unreadable[0].problem
     # only the page holding the unreadable row went the ordinary way
     assert ordinary == ([150] if version == "2026.9.6" else [250])
-
-
-def test_the_fast_path_checks_every_timestamp_inside_pydantic_core() -> None:
-    # startedAt, endedAt, updatedAt: were SessionRow's hook kept, each row would call Python
-    # three times (the fast path's gain would silently vanish on a schema change)
-    assert TIMESTAMP_HOOKS_REPLACED == 3
