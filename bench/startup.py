@@ -189,7 +189,7 @@ def run(size: Size, out: Path, hyperfine: bool | None = None) -> dict[str, Any]:
         "run; simulator (2026.9.6, populate_bulk) in its own process; bare client = "
         "bench.bare_check at check's concurrency",
         "timer": "hyperfine" if use_hf else "loop",
-        "cli": shlex.join(cli()),
+        "cli": "lane-supervisor (console script)" if len(cli()) == 1 else "python -m supervisor",
         "figures": {
             "python_s": floor,
             "help_s": help_s,
