@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fleet_scale, latency, redis_cost, scan_overhead
+from bench import fleet_scale, latency, redis_cost, scan_overhead, startup
 from bench.common import RESULTS, Size, parser, rnd, say, write_result
 from bench.report import update
 
 BENCHMARKS: dict[str, Callable[[Size, Path], dict[str, Any]]] = {
+    "startup": startup.run,
     "scan_overhead": scan_overhead.run,
     "redis_cost": redis_cost.run,
     "latency": latency.run,

@@ -158,16 +158,31 @@ async def look(
             error_kind=exc.kind,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         ), None
-    report = GatewayReport(
-        name=spec.name,
-        url=spec.url,
-        reachable=True,
-        protocol=scan.hello.protocol,
-        server_version=scan.hello.server_version,
-        boot_id=scan.hello.boot_marker,
-        scopes=list(scopes),
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        sessions=[SessionReport.of(v) for v in scan.verdicts],
+    report = GatewayReport.model_validate(
+        {
+            "name": spec.name,
+            "url": spec.url,
+            "reachable": True,
+            "protocol": scan.hello.protocol,
+            "server_version": scan.hello.server_version,
+            "boot_id": scan.hello.boot_marker,
+            "scopes": list(scopes),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            # the rows as plain fields, typed in the report's one validation call: the same
+            # SessionReports as `SessionReport.of` makes, at half the cost (a row each scan)
+            "sessions": [
+                {
+                    "key": v.key,
+                    "verdict": v.kind.value,
+                    "reason": v.reason,
+                    "age_s": v.age_s,
+                    "quiet_s": v.quiet_s,
+                    "session_id": v.session_id,
+                    "needs_action": v.needs_action,
+                }
+                for v in scan.verdicts
+            ],
+        }
     )
     return report, scan
 

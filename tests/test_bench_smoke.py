@@ -18,6 +18,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = {
+    "startup": {
+        "python_s", "help_s", "help_ratio", "check_one_s", "check_one_ratio", "check_one_json_s",
+        "fleet_check_json_s", "fleet_bare_s", "fleet_ratio",
+    },
     "scan_overhead": {
         "ratio", "ratio_look", "raw_sessions_per_s", "supervisor_sessions_per_s", "cpu_ratio",
     },
@@ -39,7 +43,7 @@ def test_every_benchmark_runs_at_smoke_size_and_reports_every_figure(tmp_path: P
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,  # five benchmarks at smoke size, on a shared 2-core machine
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "all-smoke.json").read_text())["benchmarks"]

@@ -10,56 +10,7 @@ Layers, bottom up (each module imports only those above it in this list):
 * `silences`, `incidents` Redis state: one incident per dedup key, per-provider deliveries
 * `pager`                `Pager`: what the engine calls (`trigger`, `resolve`, `run`, `tick`)
 
-No Celery here: the engine wraps `Pager.run` and `Pager.tick` in tasks. (`dispatch.dispatch`
-is not re-exported: the name would shadow its module.)
+No Celery here: the engine wraps `Pager.run` and `Pager.tick` in tasks. Nothing is re-exported:
+importing the package must stay as cheap as `config` alone, because every fleet load reads the
+`[paging]` table while httpx (providers) and redis (incidents) are needed only to page.
 """
-
-from supervisor.escalation.base import Notifier, RecordingNotifier
-from supervisor.escalation.config import PagingConfig, parse_paging
-from supervisor.escalation.dispatch import deliver, providers_for, route_for
-from supervisor.escalation.errors import (
-    DeliveryFailed,
-    DeliveryRejected,
-    DeliveryRetryable,
-    PagingError,
-    SilenceError,
-)
-from supervisor.escalation.incidents import Incident, Incidents, OpenDecision
-from supervisor.escalation.models import (
-    Action,
-    DeliveryResult,
-    DeliveryStatus,
-    IncidentEvent,
-    Kind,
-    dedup_key_for,
-)
-from supervisor.escalation.pager import Delivery, Opened, Pager
-from supervisor.escalation.silences import Silence
-
-__all__ = [
-    "Action",
-    "Delivery",
-    "DeliveryFailed",
-    "DeliveryRejected",
-    "DeliveryResult",
-    "DeliveryRetryable",
-    "DeliveryStatus",
-    "Incident",
-    "IncidentEvent",
-    "Incidents",
-    "Kind",
-    "Notifier",
-    "OpenDecision",
-    "Opened",
-    "Pager",
-    "PagingConfig",
-    "PagingError",
-    "RecordingNotifier",
-    "Silence",
-    "SilenceError",
-    "dedup_key_for",
-    "deliver",
-    "parse_paging",
-    "providers_for",
-    "route_for",
-]

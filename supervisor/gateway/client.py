@@ -18,7 +18,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -51,7 +51,7 @@ from supervisor.errors import (
     TokenMismatch,
 )
 from supervisor.gateway.identity import DeviceIdentity
-from supervisor.gateway.models import READ_SCOPE, Hello, parse_rows
+from supervisor.gateway.models import READ_SCOPE, Hello, ListAnswer, parse_rows, read_list_answer
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,8 @@ class GatewayClient:
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        #: ids of pending sessions.list requests, whose answers the reader types from their text
+        self._listing: set[str] = set()
         self._ids = itertools.count(1)
         self._broken: GatewayError | None = None
         self.hello: Hello | None = None
@@ -296,13 +298,16 @@ class GatewayClient:
         return self.hello
 
     async def _recv_frame(self) -> dict[str, Any]:
+        return self._decode(await self._recv_raw())
+
+    async def _recv_raw(self) -> str | bytes:
         assert self._ws is not None
         try:
             raw = await self._ws.recv()
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from exc
         self.bytes_received += len(raw)
-        return self._decode(raw)
+        return raw
 
     def _decode(self, raw: str | bytes) -> dict[str, Any]:
         if isinstance(raw, bytes):
@@ -446,7 +451,10 @@ class GatewayClient:
     async def _read_loop(self) -> None:
         try:
             while True:
-                frame = await self._recv_frame()
+                raw = await self._recv_raw()
+                if self._listing and isinstance(raw, str) and self._deliver_listing(raw):
+                    continue
+                frame = self._decode(raw)
                 kind = frame.get("type")
                 if kind == "res":
                     future = self._pending.pop(str(frame.get("id")), None)
@@ -526,6 +534,20 @@ class GatewayClient:
         page = bisect.bisect_right(self.pages_start, index) - 1
         return self.pages_sent_at[max(page, 0)]
 
+    def _deliver_listing(self, raw: str) -> bool:
+        """Hand a pending sessions.list its answer typed from the text; False: not such a one."""
+        answer = read_list_answer(raw)
+        if answer is None:
+            return False
+        request_id = str(answer.id)
+        if request_id not in self._listing:
+            return False  # an answer of that shape to another call: read the ordinary way
+        self._listing.discard(request_id)
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
+        return True
+
     def _fail_all(self, exc: GatewayError) -> None:
         self._broken = exc
         for future in self._pending.values():
@@ -559,6 +581,22 @@ class GatewayClient:
         self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
         """Send one request and return its payload, or raise the mapped error."""
+        return self._payload(method, await self._request(method, params, timeout=timeout))
+
+    def _payload(self, method: str, frame: dict[str, Any]) -> Any:
+        if not frame.get("ok"):
+            raise map_gateway_error(self.name, method, frame.get("error"))
+        return frame.get("payload")
+
+    async def _request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        listing: bool = False,
+    ) -> Any:
+        """Send one request and return its answer frame (a `ListAnswer` if `listing` allows)."""
         if self.hello is None or self._ws is None:
             raise GatewayUnreachable(self.name, "not connected")
         if self._broken is not None:
@@ -568,6 +606,8 @@ class GatewayClient:
         request_id = f"r{next(self._ids)}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        if listing:
+            self._listing.add(request_id)
         limit = self.spec.policy.call_timeout if timeout is None else timeout
         try:
             await self._send(
@@ -579,9 +619,8 @@ class GatewayClient:
             raise GatewayTimeout(self.name, f"{method}: no answer within {limit:g}s") from None
         finally:
             self._pending.pop(request_id, None)
-        if not frame.get("ok"):
-            raise map_gateway_error(self.name, method, frame.get("error"))
-        return frame.get("payload")
+            self._listing.discard(request_id)
+        return frame
 
     async def list_sessions(self) -> list[SessionRow | UnreadableRow]:
         """Every session row, all pages; rows that cannot be read come back as `UnreadableRow`.
@@ -599,28 +638,18 @@ class GatewayClient:
         for _ in range(MAX_LIST_PAGES):
             self.pages_sent_at.append(time.monotonic())
             self.pages_start.append(len(out))
-            payload = await self.call("sessions.list", params)
-            if self.bytes_received - start_bytes > policy.max_listing_bytes:
-                raise ProtocolError(
-                    self.name,
-                    f"sessions.list is larger than max_listing_bytes "
-                    f"({policy.max_listing_bytes} bytes)",
-                )
-            rows = payload.get("sessions") if isinstance(payload, dict) else payload
-            if not isinstance(rows, list):
-                raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
+            rows, has_more, next_offset = await self._list_page(params, start_bytes)
             if len(out) + len(rows) > policy.max_sessions:
                 raise ProtocolError(
                     self.name, f"sessions.list holds more than max_sessions ({policy.max_sessions})"
                 )
-            for row in parse_rows(rows):
+            for row in rows:
                 if row.key is not None:
                     if row.key in seen:
                         continue
                     seen.add(row.key)
                 out.append(row)
-            next_offset = payload.get("nextOffset") if isinstance(payload, dict) else None
-            if not (isinstance(payload, dict) and payload.get("hasMore")):
+            if not has_more:
                 return out
             if not isinstance(next_offset, int) or isinstance(next_offset, bool):
                 raise ProtocolError(self.name, "sessions.list says hasMore without a nextOffset")
@@ -628,6 +657,35 @@ class GatewayClient:
                 raise ProtocolError(self.name, "sessions.list nextOffset does not advance")
             params = {"limit": LIST_PAGE_SIZE, "offset": next_offset}
         raise ProtocolError(self.name, f"sessions.list has more than {MAX_LIST_PAGES} pages")
+
+    async def _list_page(
+        self, params: dict[str, Any], start_bytes: int
+    ) -> tuple[Sequence[SessionRow | UnreadableRow], Any, Any]:
+        """One sessions.list page: its rows, and its `hasMore` and `nextOffset` as sent.
+
+        The usual answer comes typed from its text (`read_list_answer`); any other is decoded
+        and its rows parsed one by one where need be (`parse_rows`), with the same result.
+        `start_bytes`: `bytes_received` when the listing began (its `max_listing_bytes`).
+        """
+        answer = await self._request("sessions.list", params, listing=True)
+        if isinstance(answer, ListAnswer):
+            self._check_listing_bytes(start_bytes)
+            return answer.payload.sessions, answer.payload.hasMore, answer.payload.nextOffset
+        payload = self._payload("sessions.list", answer)
+        self._check_listing_bytes(start_bytes)
+        rows = payload.get("sessions") if isinstance(payload, dict) else payload
+        if not isinstance(rows, list):
+            raise ProtocolError(self.name, "sessions.list answer holds no list of sessions")
+        if not isinstance(payload, dict):
+            return parse_rows(rows), None, None
+        return parse_rows(rows), payload.get("hasMore"), payload.get("nextOffset")
+
+    def _check_listing_bytes(self, start_bytes: int) -> None:
+        limit = self.spec.policy.max_listing_bytes
+        if self.bytes_received - start_bytes > limit:
+            raise ProtocolError(
+                self.name, f"sessions.list is larger than max_listing_bytes ({limit} bytes)"
+            )
 
     async def verify_scopes(self, required: Iterable[str] = (READ_SCOPE,)) -> tuple[str, ...]:
         """Fail loudly when a needed scope is missing; returns the scopes known to be granted.
