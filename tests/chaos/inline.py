@@ -446,7 +446,7 @@ CHANGES: dict[str, Callable[[CountingGateway, str], None]] = {
     ),
     "row unreadable": lambda gw, k: gw.garbage_keys.add(k),
 }
-# connection-level faults (a reset that does nothing is the ladder's business: row 13a counts no action)
+# connection-level faults only: a reset that changes nothing is the ladder's business
 FAULTS = [m for m in FaultMode if m not in (FaultMode.NONE, FaultMode.RESET_NOOP)]
 
 
