@@ -25,7 +25,7 @@ from supervisor.schedule import desired_entries
 from supervisor.settings import Settings
 from supervisor.state.episodes import DEFAULT_CLAIM_TTL_S
 from tests.chaos.oracle import Row
-from tests.conftest import spec_for
+from tests.support.fixtures import spec_for
 
 PACKAGE = Path(app_module.__file__).resolve().parent
 
