@@ -1,6 +1,6 @@
 """Static configuration invariants (row 16), read from the app and the code as they ship.
 
-Each invariant is one "run": it holds or it does not. tests/unit/test_celery_config.py checks
+Each invariant is one "run": it holds or it does not. tests/test_app.py checks
 some of these one by one; here they are counted with the rest, plus the ones chaos runs depend
 on (no countdown past the visibility timeout whatever the settings say, every `apply_async`
 accounted for, beat entries that expire within their interval, claims that outlive
