@@ -10,7 +10,7 @@ per gateway and live as long as the deployment):
                                               TTL, 7 days, renewed per attempt (attempts.py)
     ls:escalated:<gateway>:<session key>:<sid>
                                               JSON {ts_ms, reason}, SET NX; EX = counter TTL
-    ls:audit                                  stream, XADD MAXLEN ~ 100000 (audit.py)
+    ls:audit                                  stream, XADD MAXLEN ~ 100000; no TTL (audit.py)
     ls:heals:<gateway>:<session key>          zset: recovery id -> reset time ms, within the
                                               session's heal window; PX = the window, at least
                                               an hour (budgets.py)
@@ -40,7 +40,7 @@ per gateway and live as long as the deployment):
     ls:incidents:open                         zset: dedup key -> opened ms; no TTL, entries
                                               whose hash expired are dropped on read
     ls:incidents:resolving                    zset: dedup key -> resolved ms (resolve sends
-                                              not yet delivered everywhere); likewise
+                                              not yet delivered everywhere); no TTL, likewise
     ls:silence:<gateway>[:<session key>]      JSON of one silence; PX = its duration
                                               (silences.py)
 
