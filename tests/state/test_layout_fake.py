@@ -24,6 +24,7 @@ from supervisor.state.incidents import DEFAULT_OPEN_TTL_S, DEFAULT_RESOLVED_TTL_
 GW, KEY, SID = "gw-1", "agent:main:telegram:group:-100", "sid-1"
 LEASE_TTL_MS = 30_000
 SILENCE_S = 600
+HEAL_WINDOW_S = 2 * 3600
 
 
 @pytest.fixture
@@ -69,6 +70,9 @@ def write_everything(store: StateStore) -> None:
     assert store.episodes.count_delivery("task-1") == 1
     store.episodes.update_gateway(GW, last_scan_ms=now, breaker_open=False)
     assert store.episodes.raise_flag("redis_not_durable")
+    store.budgets.record_heal(GW, KEY, "rec-1", now_ms=now, window_s=HEAL_WINDOW_S)
+    assert store.budgets.mark_flapping(GW, KEY, ttl_s=HEAL_WINDOW_S)
+    assert store.budgets.mark_gateway_over(GW)
     for dedup, key in ((f"{GW}/{KEY}", KEY), ("gw-2", None)):
         event = IncidentEvent(
             dedup_key=dedup, gateway=dedup.split("/")[0], key=key, kind="escalated",
@@ -88,6 +92,8 @@ def write_everything(store: StateStore) -> None:
 def expected_ttl_ms(store: StateStore, redis_key: str) -> int | None:
     """None: the key must not expire."""
     kind = kind_of(store, redis_key)
+    if kind == "flapping" and len(store.keys.parse(redis_key)) == 2:
+        return 3600 * 1000  # the gateway's marker: one hour
     if kind == "incident":
         status = store.client.hget(redis_key, "status")
         return (DEFAULT_OPEN_TTL_S if status == "open" else DEFAULT_RESOLVED_TTL_S) * 1000
@@ -97,6 +103,8 @@ def expected_ttl_ms(store: StateStore, redis_key: str) -> int | None:
         "escalated": DEFAULT_COUNTER_TTL_S * 1000,
         "step": DEFAULT_CLAIM_TTL_S * 1000,
         "silence": SILENCE_S * 1000,
+        "heals": HEAL_WINDOW_S * 1000,
+        "flapping": HEAL_WINDOW_S * 1000,
     }.get(kind)
 
 
