@@ -14,7 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "supervisor"
-CELERY_MODULES = {"supervisor.app", "supervisor.tasks", "supervisor.schedule"}
+#: heartbeat hooks Celery's worker signals: Celery wiring, like the other three
+CELERY_MODULES = {
+    "supervisor.app",
+    "supervisor.tasks",
+    "supervisor.schedule",
+    "supervisor.heartbeat",
+}
 
 
 def top_level_modules() -> set[str]:
