@@ -353,14 +353,13 @@ def _audit_operator(
 
 
 @contextlib.contextmanager
-def _incidents(settings: Settings) -> Iterator[tuple[Any, Any]]:
-    """The incident store on the configured (or embedded) Redis."""
-    from supervisor.escalation.incidents import Incidents
+def _state(settings: Settings) -> Iterator[Any]:
+    """The state store on the configured (or embedded) Redis."""
     from supervisor.recovery.runtime import redis_url_for
     from supervisor.state import StateStore
 
     with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
-        yield Incidents(st.client, st.keys), st
+        yield st
 
 
 @app.command()
@@ -369,9 +368,9 @@ def incidents(as_json: JsonOption = False) -> int:
     from supervisor.render import render_incidents
 
     settings = _settings()
-    with _incidents(settings) as (store, _):
-        open_ = [i.model_dump(mode="json", exclude={"leases"}) for i in store.list_open()]
-        silences = [s.model_dump(mode="json") for s in store.list_silences()]
+    with _state(settings) as st:
+        open_ = [i.model_dump(mode="json", exclude={"leases"}) for i in st.incidents.list_open()]
+        silences = [s.model_dump(mode="json") for s in st.silences.list()]
     if as_json:
         print_json({"incidents": open_, "silences": silences})
     else:
@@ -398,8 +397,10 @@ def silence(
     except ValueError as exc:
         raise ConfigError(f"--for {duration!r}: {exc}") from None
     settings = _settings()
-    with _incidents(settings) as (store, st):
-        made = store.silence(target, seconds, reason or "no reason given", also_actions=actions)
+    with _state(settings) as st:
+        made = st.silences.silence(
+            target, seconds, reason or "no reason given", also_actions=actions
+        )
         _audit_operator(
             st, made.gateway, made.key, "silence",
             "silenced" + ("_with_actions" if actions else ""), f"for {duration}: {made.reason}",
@@ -413,11 +414,11 @@ def unsilence(
     target: Annotated[str, typer.Argument(help="GATEWAY or GATEWAY/SESSION_KEY.")],
 ) -> int:
     """Lift a silence before it expires."""
-    from supervisor.escalation.silences import parse_target
+    from supervisor.state.silences import parse_target
 
     settings = _settings()
-    with _incidents(settings) as (store, st):
-        lifted = store.unsilence(target)
+    with _state(settings) as st:
+        lifted = st.silences.unsilence(target)
         if lifted:
             gateway, key = parse_target(target)
             _audit_operator(st, gateway, key, "silence", "unsilenced", "lifted by an operator")

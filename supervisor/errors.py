@@ -14,15 +14,24 @@
     │   ├── ProtocolError           malformed, oversized or unexpected frame
     │   ├── MethodMissing           the gateway does not offer a method
     │   └── GatewayCallError        the gateway answered ok:false (code, message, reason)
-    └── StateError                  Redis state (leases, counters, audit); never its password
-        ├── RedisUnavailable        unreachable, timed out, loading, or refusing writes
-        ├── RedisNotDurable         would lose or evict state: do not act, escalate
-        ├── EmbeddedRedisError      the bundled valkey-server is missing or would not start
-        └── LeaseLost               our lease expired or was taken: stop before acting
+    ├── StateError                  Redis state (leases, counters, audit); never its password
+    │   ├── RedisUnavailable        unreachable, timed out, loading, or refusing writes
+    │   ├── RedisNotDurable         would lose or evict state: do not act, escalate
+    │   ├── EmbeddedRedisError      the bundled valkey-server is missing or would not start
+    │   └── LeaseLost               our lease expired or was taken: stop before acting
+    └── PagingError                 anything the paging layer raises on purpose
+        ├── DeliveryFailed          one delivery to one provider did not get through
+        │   ├── DeliveryRetryable   429, 5xx, network or timeout: later may work
+        │   └── DeliveryRejected    another 4xx (or a redirect): retrying will not help
+        └── SilenceError            a silence target or duration that cannot be used
 
 Transport exceptions (websockets, OSError, asyncio timeouts) are translated once, in
 `supervisor.gateway.client`, with `raise ... from exc`; redis-py exceptions likewise, in
-`supervisor.state.connection`.
+`supervisor.state.connection`; httpx exceptions in `supervisor.escalation.http`, and not
+chained there: their text may quote a URL, and for Slack and most webhooks the URL is the
+secret. Providers do not raise paging errors into their callers: `Notifier.send` returns a
+`DeliveryResult`, and `DeliveryResult.error()` names the matching exception. A `[paging]`
+table that cannot be used is a `FleetFileError`, since it lives in the fleet file.
 """
 
 from __future__ import annotations
@@ -197,3 +206,46 @@ class LeaseLost(StateError):
         super().__init__(
             f"gateway {gateway!r}: lease on session {key!r} (fencing token {token}) is lost"
         )
+
+
+class PagingError(SupervisorError):
+    """Something in the paging layer went wrong; the message holds no secret."""
+
+
+class DeliveryFailed(PagingError):
+    """One delivery (trigger, acknowledge or resolve) to one provider did not get through."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        provider: str,
+        reason: str,
+        *,
+        route: str | None = None,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.route = route
+        self.reason = reason
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+        where = f"provider {provider!r}"
+        if route is not None:
+            where += f" (route {route!r})"
+        super().__init__(f"{where}: {reason}")
+
+
+class DeliveryRetryable(DeliveryFailed):
+    """Rate limited, a server error, or no answer: the same delivery may work later."""
+
+    retryable = True
+
+
+class DeliveryRejected(DeliveryFailed):
+    """The provider refused the delivery for good (bad routing key, bad payload, gone)."""
+
+
+class SilenceError(PagingError):
+    """A silence whose target or duration cannot be used."""

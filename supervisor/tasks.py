@@ -222,6 +222,5 @@ def deliver_page(dedup_key: str, provider: str, seq: int) -> dict[str, Any]:
 def page_tick() -> dict[str, Any]:
     """Re-notify open incidents past their interval; resend deliveries that failed retryably."""
     engine = get_engine()
-    assert engine.paging is not None
-    sent = engine.paging.tick()
+    sent = engine.pager.tick()
     return {"submitted": [d.as_task_kwargs() for d in sent]}

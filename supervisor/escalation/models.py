@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.escalation.errors import DeliveryFailed, DeliveryRejected, DeliveryRetryable
+from supervisor.errors import DeliveryFailed, DeliveryRejected, DeliveryRetryable
 
 Severity = Literal["info", "warning", "error", "critical"]
 #: PagerDuty's severities, least to most urgent; a higher rank re-notifies at once
@@ -104,6 +104,11 @@ class IncidentEvent(BaseModel):
     ts_ms: int
     #: the incident's notification number: trigger 1, re-notifications 2, 3..., then resolve
     seq: int = 1
+
+    @property
+    def rank(self) -> int:
+        """The severity's rank (higher is more urgent); -1 while the severity is unset."""
+        return -1 if self.severity is None else SEVERITY_RANK[self.severity]
 
     @property
     def age_s(self) -> float | None:
@@ -203,9 +208,3 @@ class DeliveryResult(BaseModel):
             http_status=self.http_status,
             retry_after_s=self.retry_after_s,
         )
-
-    def raise_for_status(self) -> None:
-        """Raise DeliveryRetryable or DeliveryRejected unless the delivery went through."""
-        error = self.error()
-        if error is not None:
-            raise error

@@ -1,12 +1,11 @@
-"""The paging layer as the engine sees it: `Pager.trigger` / `Pager.resolve`, plus the work.
+"""`ProviderPager`: the engine's `Pager` (`supervisor.recovery.pager`) that pages the providers.
 
-`Pager` satisfies the engine's `Pager` protocol (`supervisor.recovery.context`): `trigger` and
-`resolve` never raise (a Redis or provider failure is logged; paging must not break recovery).
-Each turns into Redis state first (`Incidents`, atomic), then into deliveries: one
-`Delivery(dedup_key, provider, seq)` per provider, handed to `submit`. By default `submit`
-runs the delivery inline; the engine passes one that enqueues a Celery task calling
-`Pager.run(delivery)`. Task arguments are names and numbers only: the task re-reads the
-incident, claims the delivery, sends, and records the outcome (no secret ever travels).
+`trigger` and `resolve` never raise (a Redis or provider failure is logged; paging must not
+break recovery). Each turns into Redis state first (`StateStore.incidents`, atomic), then into
+deliveries: one `Delivery(dedup_key, provider, seq)` per provider, handed to `submit`. By
+default `submit` runs the delivery inline; the engine passes one that enqueues a Celery task
+calling `ProviderPager.run(delivery)`. Task arguments are names and numbers only: the task
+re-reads the incident, claims the delivery, sends, and records the outcome (no secret travels).
 
 `tick()` is the periodic, level-triggered part (call it from beat every minute or so): it
 re-notifies open incidents whose `renotify_interval` passed and resubmits deliveries that
@@ -35,7 +34,6 @@ from supervisor.escalation.dispatch import (
     providers_for,
     with_severity,
 )
-from supervisor.escalation.incidents import Incidents, OpenDecision
 from supervisor.escalation.models import (
     Action,
     DeliveryResult,
@@ -43,7 +41,9 @@ from supervisor.escalation.models import (
     Kind,
     clean_details,
 )
-from supervisor.escalation.silences import Silence
+from supervisor.state.incidents import Incident, OpenDecision
+from supervisor.state.silences import Silence
+from supervisor.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Delivery(BaseModel):
 
 
 class Opened(BaseModel):
-    """What `Pager.open` did."""
+    """What `ProviderPager.open` did."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -83,13 +83,35 @@ def normalise_kind(kind: str, key: str | None, details: dict[str, object]) -> st
     return kind
 
 
-class Pager:
+def event_of(incident: Incident) -> IncidentEvent:
+    """The event of an incident's current notification, for a provider."""
+    resolved = incident.status == "resolved"
+    return IncidentEvent.model_validate(
+        {
+            "action": Action.RESOLVE if resolved else Action.TRIGGER,
+            "dedup_key": incident.dedup_key,
+            "gateway": incident.gateway,
+            "key": incident.key,
+            "kind": incident.kind,
+            "severity": incident.severity,
+            "labels": incident.labels,
+            "details": incident.details,
+            "started_ms": incident.opened_ms,
+            "ts_ms": incident.resolved_ms
+            if incident.resolved_ms is not None
+            else incident.notified_ms,
+            "seq": incident.seq,
+        }
+    )
+
+
+class ProviderPager:
     """Opens, re-notifies and resolves incidents, and delivers them to the providers."""
 
     def __init__(
         self,
         config: PagingConfig | Callable[[], PagingConfig],
-        incidents: Incidents,
+        store: StateStore,
         *,
         labels_for: Callable[[str], Mapping[str, str]] | None = None,
         submit: Callable[[Delivery], None] | None = None,
@@ -105,7 +127,8 @@ class Pager:
         (base, cap), at most `max_deliveries` times per notification; a delivery never tried
         is picked up by `tick` after `grace_s` (its submission was lost)."""
         self._config = config if callable(config) else (lambda: config)
-        self.incidents = incidents
+        self.incidents = store.incidents
+        self.silences = store.silences
         self._labels_for = labels_for
         self._submit = submit or self._run_inline
         self._factory = factory
@@ -126,11 +149,7 @@ class Pager:
     def _run_inline(self, delivery: Delivery) -> None:
         self.run(delivery)
 
-    # -- the engine's protocol -------------------------------------------------------------
-
-    def silenced(self, gateway: str, key: str | None = None) -> Silence | None:
-        """The silence covering this gateway or session, if any."""
-        return self.incidents.is_silenced(gateway, key)
+    # -- what recovery calls ---------------------------------------------------------------
 
     def trigger(
         self,
@@ -153,6 +172,10 @@ class Pager:
             self.close(dedup_key)
         except Exception:
             log.exception("paging: could not resolve incident %s", dedup_key)
+
+    def silenced(self, gateway: str, key: str | None = None) -> Silence | None:
+        """The silence covering the gateway or session, if any; raises StateError."""
+        return self.silences.is_silenced(gateway, key)
 
     # -- the work --------------------------------------------------------------------------
 
@@ -193,7 +216,7 @@ class Pager:
         """Open or re-notify `event`'s incident, unless silenced; submit what must be sent."""
         config = self.config
         event = with_severity(event, config)
-        silence = self.incidents.is_silenced(event.gateway, event.key)
+        silence = self.silences.is_silenced(event.gateway, event.key)
         if silence is not None:
             self.incidents.touch(event.dedup_key)
             log.info("paging: %s is silenced (%s)", event.dedup_key, silence.reason)
@@ -253,7 +276,7 @@ class Pager:
         if claim != "ok":
             log.debug("paging: %s -> %s not sent: %s", delivery.dedup_key, delivery.provider, claim)
             return None
-        result = deliver(delivery.provider, incident.event(), config, factory=self._factory)
+        result = deliver(delivery.provider, event_of(incident), config, factory=self._factory)
         previous = incident.deliveries.get(delivery.provider)
         tries = previous.tries + 1 if previous and previous.seq == delivery.seq else 1
         give_up = result.retryable and tries >= self._max_deliveries
@@ -290,7 +313,7 @@ class Pager:
         if config.renotify_interval > 0:
             for incident in self.incidents.list_open():
                 if now - incident.notified_ms >= config.renotify_interval * 1000:
-                    opened = self.open(incident.event())
+                    opened = self.open(event_of(incident))
                     submitted.extend(opened.deliveries)
         for incident, provider in self.incidents.due_deliveries(
             now_ms=now, grace_ms=self._grace_ms
@@ -308,7 +331,7 @@ class Pager:
         incident = self.incidents.get(dedup_key)
         if incident is None or incident.status != "open":
             return []
-        event = incident.event().model_copy(update={"action": Action.ACKNOWLEDGE})
+        event = event_of(incident).model_copy(update={"action": Action.ACKNOWLEDGE})
         return [deliver(p, event, self.config, factory=self._factory) for p in incident.targets]
 
     @staticmethod

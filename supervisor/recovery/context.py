@@ -12,16 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from supervisor.errors import ConfigError, RedisNotDurable, StateError
 from supervisor.fleet import Fleet, GatewaySpec, load_fleet
 from supervisor.gateway.identity import DeviceIdentity
+from supervisor.recovery.pager import AuditOnlyPager, Pager
 from supervisor.state import AuditRecord, StateStore
-
-if TYPE_CHECKING:
-    from supervisor.escalation.pager import Pager as PagingPager
-    from supervisor.escalation.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -33,45 +29,6 @@ REDIS_FLAG = "redis_not_durable"
 #: the one fleet-wide incident "the fleet file is broken; the last good version is in use"
 FLEET_DEDUP_KEY = "supervisor/fleet"
 FLEET_FLAG = "fleet_file_broken"
-
-
-class Pager(Protocol):
-    """Where escalations and their resolutions go (the paging layer, or a recorder in tests)."""
-
-    def trigger(
-        self,
-        dedup_key: str,
-        *,
-        gateway: str,
-        key: str | None,
-        kind: str,
-        details: dict[str, object],
-    ) -> None: ...
-
-    def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None: ...
-
-    def silenced(self, gateway: str, key: str | None = None) -> Silence | None: ...
-
-
-class AuditOnlyPager:
-    """A pager that pages nobody: escalations are in the audit stream only."""
-
-    def trigger(
-        self,
-        dedup_key: str,
-        *,
-        gateway: str,
-        key: str | None,
-        kind: str,
-        details: dict[str, object],
-    ) -> None:
-        log.warning("escalation %s (%s) recorded; no paging provider configured", dedup_key, kind)
-
-    def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
-        log.info("escalation %s resolved", dedup_key)
-
-    def silenced(self, gateway: str, key: str | None = None) -> Silence | None:
-        return None
 
 
 def session_dedup_key(gateway: str, key: str) -> str:
@@ -176,9 +133,8 @@ class Engine:
         self.lease_margin_s = min(lease_margin_s, lease_ttl_s / 10)
         self.verify_delay_s = verify_delay_s
         self.global_dry_run = dry_run
+        #: the one paging handle: escalations, resolves, silences, deliveries
         self.pager: Pager = pager or AuditOnlyPager()
-        #: the paging layer itself when configured (deliveries, silences, incidents)
-        self.paging: PagingPager | None = None
         self.clock = clock
         self.owner_prefix = owner_prefix
         #: how long a redelivered step waits for another delivery's answer (None: call

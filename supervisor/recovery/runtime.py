@@ -13,13 +13,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import ConfigError, StateError
-from supervisor.escalation.incidents import Incidents
-from supervisor.escalation.pager import Delivery
-from supervisor.escalation.pager import Pager as PagingPager
+from supervisor.escalation.pager import Delivery, ProviderPager
 from supervisor.gateway.identity import load_or_create_identity
 from supervisor.recovery.context import Engine, FleetSource
 from supervisor.recovery.models import StepResult
@@ -108,14 +105,12 @@ def build_engine(
         except KeyError:
             return {}
 
-    pager = PagingPager(
+    engine.pager = ProviderPager(
         lambda: source.get().paging,
-        Incidents(store.client, store.keys),
+        store,
         labels_for=labels,
         submit=submit or (lambda delivery: _deliver_inline(engine, delivery)),
     )
-    engine.pager = pager
-    engine.paging = pager
     source.on_broken = engine.fleet_broken
     source.on_repaired = engine.fleet_repaired
     return engine
@@ -127,8 +122,7 @@ def _deliver_inline(engine: Engine, delivery: Delivery) -> None:
 
 def deliver_audited(engine: Engine, delivery: Delivery) -> dict[str, object]:
     """Send one delivery and write its outcome to the audit stream (tasks and `heal` alike)."""
-    assert engine.paging is not None
-    result = engine.paging.run(delivery)
+    result = engine.pager.run(delivery)
     gateway, _, key = delivery.dedup_key.partition("/")
     if result is None:
         outcome, detail = "skipped", "nothing to send (resolved, superseded or already sent)"
@@ -150,14 +144,6 @@ def deliver_audited(engine: Engine, delivery: Delivery) -> dict[str, object]:
         "outcome": outcome,
         "detail": detail,
     }
-
-
-@dataclass
-class HealRun:
-    """Everything `heal` did, in order, per gateway."""
-
-    actions: list[StepResult]
-    failed_gateways: list[str]
 
 
 def run_ladder(engine: Engine, gateway: str, *, only_key: str | None = None) -> list[StepResult]:

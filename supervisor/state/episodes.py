@@ -217,7 +217,8 @@ class Episodes:
 
     def gateways_known(self) -> list[str]:
         """Gateways that have scan state (for `status`)."""
-        pattern = self._keys.gateway_state("*").replace("%2A", "*")
         with translate_errors(self._where, "list gateway states"):
-            found = [str(k) for k in self._client.scan_iter(match=pattern, count=500)]
+            found = [
+                str(k) for k in self._client.scan_iter(match=self._keys.gateway_states(), count=500)
+            ]
         return sorted(self._keys.parse(k)[1] for k in found)

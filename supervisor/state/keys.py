@@ -1,29 +1,48 @@
 """Every Redis key lane-supervisor uses, built here and nowhere else, from one prefix.
 
-Layout (prefix "ls:" by default; `<x>` is a component escaped as below):
+Layout (prefix "ls:" by default; `<x>` is a component escaped as below; "no TTL" keys are few
+per gateway and live as long as the deployment):
 
-    ls:fence                                        INCR counter: fencing tokens, never expires
-    ls:lease:<gateway>:<session key>                "<token>:<owner>", PX = lease TTL
-    ls:attempts:<gateway>:<session key>:<sid>       hash: count, next_not_before_ms, last_error,
-                                                    first_seen_ms, last_attempt_ms; EX = 7 days
-    ls:escalated:<gateway>:<session key>:<sid>      JSON {ts_ms, reason}; EX = 7 days
-    ls:audit                                        stream, MAXLEN ~ 100000
-    ls:boot:<gateway>                               the gateway's last seen boot marker
-    ls:breaker:<gateway>                            per-gateway circuit breaker state
-    ls:active:<gateway>                             hash: session key -> JSON of its open episode
-                                                    (attempting or escalated); healthy sessions
-                                                    are never in it, so they cost no write
-    ls:step:<recovery id>:<step>                    SET NX claim: one step of one attempt runs
-                                                    once, however often Celery delivers it
-    ls:gw:<gateway>                                 hash: last scan time, boot marker, counts
-    ls:flag:<name>                                  a fleet-wide condition already escalated
-                                                    (e.g. "redis_not_durable"), SET NX
-    ls:incident:<dedup key>                         hash: one paging incident (open or resolving)
-                                                    and its per-provider delivery state; EX
-    ls:incidents:open                               zset: dedup key -> opened ms
-    ls:incidents:resolving                          zset: dedup key -> resolved ms (resolve sends
-                                                    not yet delivered everywhere)
-    ls:silence:<gateway>[:<session key>]            JSON of one silence; PX = its duration
+    ls:fence                                  INCR counter: fencing tokens; no TTL (leases.py)
+    ls:lease:<gateway>:<session key>          "<token>:<owner>"; PX = the lease TTL (leases.py)
+    ls:attempts:<gateway>:<session key>:<sid> hash: count, next_not_before_ms, last_error,
+                                              first_seen_ms, last_attempt_ms; EX = counter
+                                              TTL, 7 days, renewed per attempt (attempts.py)
+    ls:escalated:<gateway>:<session key>:<sid>
+                                              JSON {ts_ms, reason}, SET NX; EX = counter TTL
+    ls:audit                                  stream, XADD MAXLEN ~ 100000; no TTL (audit.py)
+    ls:heals:<gateway>:<session key>          zset: recovery id -> reset time ms, within the
+                                              session's heal window; PX = the window, at least
+                                              an hour (budgets.py)
+    ls:heals:<gateway>                        zset: the gateway's resets in the last hour; PX
+                                              likewise
+    ls:flapping:<gateway>:<session key>       "1", SET NX: escalated as flapping, hands off; PX
+                                              = the heal window (budgets.py)
+    ls:flapping:<gateway>                     "1", SET NX: the gateway spent its hourly heal
+                                              budget (paged once); PX = 1 hour
+    ls:active:<gateway>                       hash: session key -> JSON of its open episode
+                                              (attempting or escalated); healthy sessions are
+                                              never in it, so they cost no write; no TTL
+                                              (episodes.py)
+    ls:step:<recovery id>:<step>              "started|<owner>" then "done|<answer>", SET NX:
+                                              one step of one attempt runs once however often
+                                              Celery delivers it; EX = 24 h (episodes.py)
+    ls:step:<task id>:deliveries              INCR: how often one task was delivered; EX = 24 h
+    ls:gw:<gateway>                           hash of JSON values: protocol, boot_marker,
+                                              boot_seen_ms, last_scan_ms, last_error(_kind),
+                                              failures, unreachable_open, breaker_open, counts;
+                                              no TTL (episodes.py)
+    ls:flag:<name>                            "1", SET NX: a fleet-wide condition already
+                                              escalated ("redis_not_durable"); no TTL
+    ls:incident:<dedup key>                   hash: one paging incident (open or resolving)
+                                              and its per-provider delivery state; EX = 7 days
+                                              open, 1 day resolving (incidents.py)
+    ls:incidents:open                         zset: dedup key -> opened ms; no TTL, entries
+                                              whose hash expired are dropped on read
+    ls:incidents:resolving                    zset: dedup key -> resolved ms (resolve sends
+                                              not yet delivered everywhere); no TTL, likewise
+    ls:silence:<gateway>[:<session key>]      JSON of one silence; PX = its duration
+                                              (silences.py)
 
 Escaping: session keys contain ':' ("agent:main:telegram:group:-100"), so every variable
 component is percent-encoded with `urllib.parse.quote(part, safe="")` before the parts are joined
@@ -81,12 +100,6 @@ class Keys:
     def escalated(self, gateway: str, session_key: str, session_id: str) -> str:
         return self._key("escalated", gateway, session_key, session_id)
 
-    def boot(self, gateway: str) -> str:
-        return self._key("boot", gateway)
-
-    def breaker(self, gateway: str) -> str:
-        return self._key("breaker", gateway)
-
     def heals(self, gateway: str, session_key: str | None = None) -> str:
         """Reset times of one session key (or, without a key, of the whole gateway)."""
         if session_key is None:
@@ -107,15 +120,15 @@ class Keys:
     def gateway_state(self, gateway: str) -> str:
         return self._key("gw", gateway)
 
+    def gateway_states(self) -> str:
+        """A SCAN MATCH pattern for every gateway's scan state."""
+        return escape_glob(self.prefix) + "gw:*"
+
     def flag(self, name: str) -> str:
         return self._key("flag", name)
 
-    def leases_of(self, gateway: str) -> str:
-        """A SCAN MATCH pattern for every lease on one gateway."""
-        return self._key("lease", gateway) + ":*"
-
     def all_keys(self) -> str:
-        """A SCAN MATCH pattern for every key of this deployment (for tests and `reset`)."""
+        """A SCAN MATCH pattern for every key of this deployment (tests clean up with it)."""
         return escape_glob(self.prefix) + "*"
 
     def parse(self, key: str) -> tuple[str, ...]:

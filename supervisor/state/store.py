@@ -1,4 +1,7 @@
-"""`StateStore`: one Redis client and the state kept in it (leases, attempts, audit).
+"""`StateStore`: one Redis client and the state kept in it.
+
+Leases, attempt counters, episodes, the audit stream, paging incidents and silences: every
+part shares the store's client and key builder, so one prefix covers everything.
 
 Built from a URL (`SUPERVISOR_REDIS_URL` or the embedded server's). Before the engine acts it
 checks two things: the server answers (`ping`), and it will keep what we write
@@ -15,12 +18,13 @@ from types import TracebackType
 
 import redis
 
-from supervisor.errors import RedisNotDurable, RedisUnavailable
+from supervisor.errors import RedisUnavailable
 from supervisor.state.attempts import DEFAULT_COUNTER_TTL_S, Attempts
 from supervisor.state.audit import DEFAULT_MAXLEN, AuditLog
 from supervisor.state.budgets import Budgets
 from supervisor.state.connection import describe, make_client, translate_errors
 from supervisor.state.episodes import Episodes
+from supervisor.state.incidents import Incidents
 from supervisor.state.keys import DEFAULT_PREFIX, Keys
 from supervisor.state.leases import Leases
 from supervisor.state.replication import (
@@ -28,6 +32,7 @@ from supervisor.state.replication import (
     DEFAULT_WAIT_TIMEOUT_S,
     ReplicaWait,
 )
+from supervisor.state.silences import Silences
 
 
 class StateStore:
@@ -59,6 +64,8 @@ class StateStore:
         self.audit = AuditLog(client, self.keys, maxlen=audit_maxlen, approximate=audit_approximate)
         self.episodes = Episodes(client, self.keys, replicas=self.replicas)
         self.budgets = Budgets(client, self.keys)
+        self.incidents = Incidents(client, self.keys)
+        self.silences = Silences(client, self.keys)
 
     @classmethod
     def from_url(
@@ -177,12 +184,6 @@ class StateStore:
             "maxmemory": str(memory.get("maxmemory", 0)),
             "maxmemory-policy": str(memory.get("maxmemory_policy", "")),
         }
-
-    def require_durable(self) -> None:
-        """Raise RedisNotDurable listing the problems unless `check_durability` finds none."""
-        problems = self.check_durability()
-        if problems:
-            raise RedisNotDurable(self.url, problems)
 
     def close(self) -> None:
         self.client.close()

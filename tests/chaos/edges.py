@@ -32,8 +32,8 @@ from supervisor.scan import look
 from tests.chaos.common import new_key, tally
 from tests.chaos.harness import FLOWER_PASSWORD, GW_TOKEN, Cluster, Proc, wait_for
 from tests.chaos.oracle import Row, redis_dump, scan_text
-from tests.conftest import spec_for
 from tests.integration.procs import free_port
+from tests.support.fixtures import spec_for
 
 #: the secret written into the hostile files: it must show up nowhere
 HOSTILE = "canary-chaos-hostile-secret-6a2f"

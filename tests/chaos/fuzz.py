@@ -31,7 +31,7 @@ from supervisor.fleet import parse_fleet
 from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.models import Hello, parse_row
 from tests.chaos.oracle import Row
-from tests.conftest import spec_for
+from tests.support.fixtures import spec_for
 
 ROW_FIELDS = (
     "key",

@@ -27,7 +27,7 @@ from supervisor.settings import Settings
 from supervisor.simulator import SimulatorServer, Version
 from supervisor.state import AuditRecord, StateStore
 from tests.chaos.oracle import CountingGateway, read_audit, redis_dump, scan_text
-from tests.escalation.conftest import Recorder, _handler
+from tests.support.paging import Recorder, _handler
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """Static configuration invariants (row 16), read from the app and the code as they ship.
 
-Each invariant is one "run": it holds or it does not. tests/unit/test_celery_config.py checks
+Each invariant is one "run": it holds or it does not. tests/test_app.py checks
 some of these one by one; here they are counted with the rest, plus the ones chaos runs depend
 on (no countdown past the visibility timeout whatever the settings say, every `apply_async`
 accounted for, beat entries that expire within their interval, claims that outlive
@@ -25,7 +25,7 @@ from supervisor.schedule import desired_entries
 from supervisor.settings import Settings
 from supervisor.state.episodes import DEFAULT_CLAIM_TTL_S
 from tests.chaos.oracle import Row
-from tests.conftest import spec_for
+from tests.support.fixtures import spec_for
 
 PACKAGE = Path(app_module.__file__).resolve().parent
 

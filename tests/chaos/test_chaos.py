@@ -18,7 +18,7 @@ from supervisor.gateway.models import Hello
 from tests.chaos import fuzz
 from tests.chaos.oracle import Row, table
 from tests.chaos.runner import BY_ID, FAULTS, run_fault
-from tests.conftest import spec_for
+from tests.support.fixtures import spec_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import GatewayFactory, run_supervisor, write_fleet
-from tests.escalation.conftest import PD_KEY, Recorder, http
-
-__all__ = ["http"]
+from tests.support.paging import PD_KEY, Recorder
 
 pytestmark = pytest.mark.e2e
 

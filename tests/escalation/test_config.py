@@ -14,7 +14,7 @@ from supervisor.escalation.config import (
     WebhookProvider,
     parse_paging,
 )
-from tests.escalation.conftest import (
+from tests.support.paging import (
     CANARIES,
     HMAC_SECRET,
     PD_KEY,

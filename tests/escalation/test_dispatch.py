@@ -8,7 +8,7 @@ from supervisor.escalation.base import Notifier, RecordingNotifier
 from supervisor.escalation.config import PagingConfig
 from supervisor.escalation.dispatch import deliver, dispatch, route_for, with_severity
 from supervisor.escalation.models import DeliveryStatus
-from tests.escalation.conftest import load, make_event
+from tests.support.paging import load, make_event
 
 ROUTES = """
 [paging.providers.pd]

@@ -16,7 +16,8 @@ from supervisor.recovery.runtime import build_engine, run_ladder
 from supervisor.settings import Settings
 from supervisor.simulator import SimGateway, SimulatorServer, Version
 from supervisor.simulator.demo import DEMO_TOKEN
-from tests.escalation.conftest import CANARIES, Recorder, Reply, environ, slack_path
+from tests.support.fixtures import delete_prefix
+from tests.support.paging import CANARIES, Recorder, Reply, environ, slack_path
 
 PAGING = """
 [paging]
@@ -45,23 +46,18 @@ providers = ["pd", "hook", "chat"]
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer()
-    with server.running():
-        yield server
-
-
-@pytest.fixture
-def stuck(sim: SimulatorServer) -> SimGateway:
+def stuck(threaded_sim: SimulatorServer) -> SimGateway:
     # a token whose operator role lacks operator.admin: reset and /new both fail to clear it
-    gw = sim.add(SimGateway("gw", version=Version.V2026_9_6, token=DEMO_TOKEN, grant_admin=False))
+    gw = threaded_sim.add(
+        SimGateway("gw", version=Version.V2026_9_6, token=DEMO_TOKEN, grant_admin=False)
+    )
     gw.add_zombie("agent:main:stuck")
     return gw
 
 
 @pytest.fixture
 def engine(
-    sim: SimulatorServer,
+    threaded_sim: SimulatorServer,
     http: Recorder,
     redis_url: str,
     prefix: str,
@@ -74,7 +70,7 @@ def engine(
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(
         '[defaults]\nstale_after = "0s"\nmax_attempts = 2\nbackoff_base = "0s"\n\n'
-        f'[[gateways]]\nname = "gw"\nurl = "{sim.url("gw")}"\ntoken_file = "token"\n'
+        f'[[gateways]]\nname = "gw"\nurl = "{threaded_sim.url("gw")}"\ntoken_file = "token"\n'
         + PAGING.format(base=http.url)
     )
     settings = Settings(state_dir=tmp_path / "state", key_prefix=prefix, verify_delay_s=0)
@@ -82,9 +78,7 @@ def engine(
     try:
         yield built
     finally:
-        keys = list(built.store.client.scan_iter(match=built.store.keys.all_keys()))
-        if keys:
-            built.store.client.delete(*keys)
+        delete_prefix(built.store)
         built.store.close()
 
 
@@ -109,7 +103,7 @@ def escalate(engine: Engine) -> None:
 
 
 def test_one_trigger_per_provider_then_one_resolve(
-    engine: Engine, stuck: SimGateway, http: Recorder, sim: SimulatorServer
+    engine: Engine, stuck: SimGateway, http: Recorder, threaded_sim: SimulatorServer
 ) -> None:
     escalate(engine)
     for _ in range(10):  # the same stuck condition, scan after scan
@@ -122,7 +116,7 @@ def test_one_trigger_per_provider_then_one_resolve(
     # on 2026.9.6 /new needs operator.admin too: nothing is sent that could not clear the lane
     assert stuck.mutation_count("agent:main:stuck", "sessions.send") == 0
     # someone clears the session by hand: the next scan resolves, once, on every provider
-    sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
+    threaded_sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
     run_ladder(engine, "gw")
     run_ladder(engine, "gw")
     seen = events(http)
@@ -144,8 +138,7 @@ def test_a_503_is_retried_until_it_succeeds_and_a_400_is_not(
     escalate(engine)
     assert [r.json()["event_action"] for r in http.to("/v2/enqueue")] == ["trigger"] * 3
     assert len(http.to("/hook")) == 1  # 400: not retried
-    assert engine.paging is not None
-    (incident,) = engine.paging.incidents.list_open()
+    (incident,) = engine.store.incidents.list_open()
     assert incident.deliveries["pd"].state == "ok"
     assert incident.deliveries["hook"].state != "ok"
     outcomes = {(r.detail or "").split(" via ")[-1].split(":")[0]: r.outcome for r in
@@ -156,8 +149,7 @@ def test_a_503_is_retried_until_it_succeeds_and_a_400_is_not(
 def test_a_session_silence_with_actions_stops_recovery_and_paging(
     engine: Engine, stuck: SimGateway, http: Recorder
 ) -> None:
-    assert engine.paging is not None
-    engine.paging.incidents.silence("gw/agent:main:stuck", 60, "maintenance", also_actions=True)
+    engine.store.silences.silence("gw/agent:main:stuck", 60, "maintenance", also_actions=True)
     escalate(engine)
     assert stuck.mutations == []
     assert http.requests == []
@@ -167,7 +159,7 @@ def test_clear_resolves_the_incident_and_a_later_heal_leaves_nothing_open(
     engine: Engine,
     stuck: SimGateway,
     http: Recorder,
-    sim: SimulatorServer,
+    threaded_sim: SimulatorServer,
     redis_url: str,
     prefix: str,
     tmp_path: Path,
@@ -189,9 +181,9 @@ def test_clear_resolves_the_incident_and_a_later_heal_leaves_nothing_open(
     assert result.exit_code == 0, result.output
     seen = events(http)
     assert seen["pd"] == [("trigger", "gw/agent:main:stuck"), ("resolve", "gw/agent:main:stuck")]
-    assert engine.paging is not None and engine.paging.incidents.list_open() == []
+    assert engine.store.incidents.list_open() == []
     # it gets fixed by hand afterwards: nothing is left open, nothing resolved twice
-    sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
+    threaded_sim.call(stuck._clear, stuck.sessions["agent:main:stuck"])
     run_ladder(engine, "gw")
     assert events(http)["pd"] == seen["pd"]
     assert engine.store.episodes.open_episodes("gw") == {}

@@ -8,11 +8,11 @@ import pytest
 
 from supervisor.escalation.base import Notifier, RecordingNotifier
 from supervisor.escalation.config import PagingConfig
-from supervisor.escalation.incidents import Incidents
 from supervisor.escalation.models import Action, DeliveryStatus
-from supervisor.escalation.pager import Delivery, Pager
+from supervisor.escalation.pager import Delivery, ProviderPager
 from supervisor.escalation.pagerduty import ENQUEUE_PATH
-from tests.escalation.conftest import T0, Recorder, load, slack_path
+from supervisor.state import StateStore
+from tests.support.paging import T0, Recorder, load, slack_path
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +46,12 @@ class Clock:
 
 
 class Rig:
-    def __init__(self, incidents: Incidents, config: PagingConfig = CONFIG, **kw: object) -> None:
+    def __init__(self, store: StateStore, config: PagingConfig = CONFIG, **kw: object) -> None:
         self.clock = Clock()
         self.stubs: dict[str, RecordingNotifier] = {}
-        self.pager = Pager(
+        self.pager = ProviderPager(
             config,
-            incidents,
+            store,
             labels_for=lambda gw: {"env": "prod"} if gw.startswith("prod") else {},
             factory=self.factory,
             clock=self.clock,
@@ -81,32 +81,33 @@ class Rig:
         )
 
 
-def test_matches_the_engines_protocol() -> None:
-    context = pytest.importorskip("supervisor.recovery.context")
-    for name in ("trigger", "resolve"):
-        ours = inspect.signature(getattr(Pager, name))
-        theirs = inspect.signature(getattr(context.Pager, name))
+@pytest.mark.parametrize("name", ["trigger", "resolve", "silenced", "run", "tick"])
+def test_matches_the_engines_protocol(name: str) -> None:
+    protocol = pytest.importorskip("supervisor.recovery.pager")
+    theirs = inspect.signature(getattr(protocol.Pager, name))
+    for impl in (ProviderPager, protocol.AuditOnlyPager):
+        ours = inspect.signature(getattr(impl, name))
         assert list(ours.parameters) == list(theirs.parameters)
 
 
-def test_trigger_and_resolve(incidents: Incidents) -> None:
-    rig = Rig(incidents)
+def test_trigger_and_resolve(store: StateStore) -> None:
+    rig = Rig(store)
     rig.escalate()
     rig.escalate()  # quiet: already open
     assert rig.sent("a") == rig.sent("b") == [(Action.TRIGGER, 1)]
     event = rig.stubs["a"].sent[0]
     assert (event.severity, event.labels, event.attempts) == ("error", {"env": "prod"}, 3)
-    (incident,) = incidents.list_open()
+    (incident,) = store.incidents.list_open()
     assert incident.delivered("a") and incident.delivered("b")
     rig.clock.ms += 60_000
     rig.pager.resolve(DEDUP, gateway="prod-1", key=KEY)
     rig.pager.resolve(DEDUP, gateway="prod-1", key=KEY)  # only once
     assert rig.sent("a") == rig.sent("b") == [(Action.TRIGGER, 1), (Action.RESOLVE, 2)]
-    assert incidents.get(DEDUP) is None  # the resolve reached everyone: nothing left
+    assert store.incidents.get(DEDUP) is None  # the resolve reached everyone: nothing left
 
 
-def test_a_failed_provider_is_retried_alone(incidents: Incidents) -> None:
-    rig = Rig(incidents, redelivery_base_s=30)
+def test_a_failed_provider_is_retried_alone(store: StateStore) -> None:
+    rig = Rig(store, redelivery_base_s=30)
     rig.script("b", DeliveryStatus.RETRYABLE)
     rig.escalate()
     assert rig.pager.tick() == []  # b's backoff has not passed
@@ -117,8 +118,8 @@ def test_a_failed_provider_is_retried_alone(incidents: Incidents) -> None:
     assert rig.pager.tick() == []
 
 
-def test_gives_up_after_max_deliveries(incidents: Incidents) -> None:
-    rig = Rig(incidents, max_deliveries=2, redelivery_base_s=1)
+def test_gives_up_after_max_deliveries(store: StateStore) -> None:
+    rig = Rig(store, max_deliveries=2, redelivery_base_s=1)
     rig.script("b", DeliveryStatus.RETRYABLE, DeliveryStatus.RETRYABLE, DeliveryStatus.RETRYABLE)
     rig.escalate()
     rig.clock.ms += 10_000
@@ -126,12 +127,12 @@ def test_gives_up_after_max_deliveries(incidents: Incidents) -> None:
     rig.clock.ms += 10_000
     assert rig.pager.tick() == []
     assert len(rig.sent("b")) == 2
-    incident = incidents.get(DEDUP)
+    incident = store.incidents.get(DEDUP)
     assert incident is not None and incident.deliveries["b"].state == "failed"
 
 
-def test_renotify_on_tick(incidents: Incidents) -> None:
-    rig = Rig(incidents)
+def test_renotify_on_tick(store: StateStore) -> None:
+    rig = Rig(store)
     rig.escalate()
     rig.clock.ms += 4 * 3600 * 1000
     submitted = rig.pager.tick()
@@ -139,17 +140,17 @@ def test_renotify_on_tick(incidents: Incidents) -> None:
     assert rig.sent("a") == [(Action.TRIGGER, 1), (Action.TRIGGER, 2)]
 
 
-def test_silenced_incidents_are_not_sent(incidents: Incidents) -> None:
-    rig = Rig(incidents)
-    incidents.silence("prod-1", 60, "maintenance")
+def test_silenced_incidents_are_not_sent(store: StateStore) -> None:
+    rig = Rig(store)
+    store.silences.silence("prod-1", 60, "maintenance")
     rig.escalate()
-    assert rig.stubs == {} and incidents.list_open() == []
+    assert rig.stubs == {} and store.incidents.list_open() == []
     rig.pager.resolve(DEDUP, gateway="prod-1", key=KEY)
     assert rig.stubs == {}
 
 
-def test_gateway_failures_page_as_unreachable(incidents: Incidents) -> None:
-    rig = Rig(incidents)
+def test_gateway_failures_page_as_unreachable(store: StateStore) -> None:
+    rig = Rig(store)
     rig.escalate("prod-2", None, kind="timeout")
     (event,) = rig.stubs["a"].sent
     assert (event.kind, event.severity, event.details["error_kind"]) == (
@@ -159,9 +160,9 @@ def test_gateway_failures_page_as_unreachable(incidents: Incidents) -> None:
     )
 
 
-def test_deliveries_can_go_through_a_queue(incidents: Incidents) -> None:
+def test_deliveries_can_go_through_a_queue(store: StateStore) -> None:
     queued: list[Delivery] = []
-    rig = Rig(incidents, submit=queued.append)
+    rig = Rig(store, submit=queued.append)
     rig.escalate()
     assert [d.as_task_kwargs() for d in queued] == [
         {"dedup_key": DEDUP, "provider": "a", "seq": 1},
@@ -172,18 +173,16 @@ def test_deliveries_can_go_through_a_queue(incidents: Incidents) -> None:
     assert rig.sent("a") == [(Action.TRIGGER, 1)]
 
 
-def test_acknowledge_goes_to_every_target(incidents: Incidents) -> None:
-    rig = Rig(incidents)
+def test_acknowledge_goes_to_every_target(store: StateStore) -> None:
+    rig = Rig(store)
     rig.escalate()
     results = rig.pager.acknowledge(DEDUP)
     assert [r.provider for r in results] == ["a", "b"]
     assert rig.sent("a")[-1] == (Action.ACKNOWLEDGE, 1)
 
 
-def test_end_to_end_over_http(
-    incidents: Incidents, http: Recorder, full_config: PagingConfig
-) -> None:
-    pager = Pager(full_config, incidents, labels_for=lambda gw: {})
+def test_end_to_end_over_http(store: StateStore, http: Recorder, full_config: PagingConfig) -> None:
+    pager = ProviderPager(full_config, store, labels_for=lambda gw: {})
     pager.trigger(DEDUP, gateway="prod-1", key=KEY, kind="escalated", details={"attempts": 3})
     pager.trigger("dev-1", gateway="dev-1", key=None, kind="breaker_open", details={})
     pager.resolve(DEDUP, gateway="prod-1", key=KEY)
@@ -194,4 +193,4 @@ def test_end_to_end_over_http(
     ]
     assert [r.json()["status"] for r in http.to("/hook")] == ["firing", "resolved"]
     assert len(http.to(slack_path())) == 3  # prod trigger, dev-1 (default route), prod resolve
-    assert [i.dedup_key for i in incidents.list_open()] == ["dev-1"]
+    assert [i.dedup_key for i in store.incidents.list_open()] == ["dev-1"]

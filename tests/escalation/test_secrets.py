@@ -9,13 +9,14 @@ import pytest
 from supervisor.escalation.base import Notifier
 from supervisor.escalation.config import PagingConfig, SlackProvider, WebhookProvider
 from supervisor.escalation.dispatch import deliver
-from supervisor.escalation.incidents import Incidents
 from supervisor.escalation.models import DeliveryResult
-from supervisor.escalation.pager import Pager
+from supervisor.escalation.pager import ProviderPager
 from supervisor.escalation.pagerduty import ENQUEUE_PATH
 from supervisor.escalation.slack import SlackNotifier
 from supervisor.escalation.webhook import WebhookNotifier
-from tests.escalation.conftest import (
+from supervisor.state import StateStore
+from tests.state.conftest import free_port
+from tests.support.paging import (
     CANARIES,
     HMAC_SECRET,
     PD_KEY,
@@ -26,7 +27,6 @@ from tests.escalation.conftest import (
     make_event,
     slack_path,
 )
-from tests.state.conftest import free_port
 
 
 def clean(*texts: object) -> bool:
@@ -88,21 +88,21 @@ def test_network_errors_and_crashes_stay_clean(
 def test_nothing_secret_lands_in_redis(
     http: Recorder,
     full_config: PagingConfig,
-    incidents: Incidents,
+    store: StateStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     http.script(ENQUEUE_PATH, Reply(400, echo=True))
     http.script("/hook", *[Reply(500, echo=True)] * 4)
-    pager = Pager(full_config, incidents, factory=_fast)
+    pager = ProviderPager(full_config, store, factory=_fast)
     pager.trigger("prod-1/k", gateway="prod-1", key="k", kind="escalated", details={})
-    client = incidents._client
+    client = store.client
     stored = [
         client.hgetall(k) if client.type(k) == "hash" else client.zrange(k, 0, -1)
-        for k in client.scan_iter(match=incidents._keys.all_keys())
+        for k in client.scan_iter(match=store.keys.all_keys())
     ]
     assert stored and clean(stored)
-    (incident,) = incidents.list_open()
+    (incident,) = store.incidents.list_open()
     assert incident.deliveries["pd"].state == "failed"
     assert incident.deliveries["hook"].state == "retry"
     assert clean(caplog.text, incident.model_dump_json(), repr(pager.config))

@@ -10,7 +10,7 @@ from supervisor.escalation.config import PagingConfig, SlackProvider
 from supervisor.escalation.models import Action
 from supervisor.escalation.ratelimit import MinInterval, shared_limiter
 from supervisor.escalation.slack import SlackNotifier, build_message
-from tests.escalation.conftest import FakeClock, Recorder, Reply, Sleeps, make_event, slack_path
+from tests.support.paging import FakeClock, Recorder, Reply, Sleeps, make_event, slack_path
 
 
 def provider(config: PagingConfig, **changes: object) -> SlackProvider:

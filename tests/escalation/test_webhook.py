@@ -8,7 +8,7 @@ import hmac
 from supervisor.escalation.config import PagingConfig, WebhookProvider
 from supervisor.escalation.models import Action, DeliveryStatus, fingerprint
 from supervisor.escalation.webhook import ZERO_TIME, WebhookNotifier, build_payload, verify
-from tests.escalation.conftest import AUTH_SECRET, HMAC_SECRET, Recorder, Sleeps, make_event
+from tests.support.paging import AUTH_SECRET, HMAC_SECRET, Recorder, Sleeps, make_event
 
 TOP = {
     "version",

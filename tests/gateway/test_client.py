@@ -25,7 +25,7 @@ from supervisor.gateway.client import GatewayClient, map_gateway_error
 from supervisor.gateway.identity import DeviceIdentity, load_or_create_identity
 from supervisor.gateway.models import ALL_SCOPES
 from supervisor.simulator import FaultMode, SimGateway, SimulatorServer
-from tests.conftest import TOKEN, spec_for
+from tests.support.fixtures import TOKEN, spec_for
 
 VERSIONS = ["2026.9.6", "2026.3.24"]
 

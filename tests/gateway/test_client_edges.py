@@ -18,7 +18,7 @@ from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.identity import DeviceIdentity
 from supervisor.scan import look
 from supervisor.simulator import SimGateway, SimulatorServer
-from tests.conftest import TOKEN, spec_for
+from tests.support.fixtures import TOKEN, spec_for
 
 
 class TokenTrap:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,13 @@ def heal(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer()
+def sim(threaded_sim: SimulatorServer) -> SimulatorServer:
     for name, version in (("new", Version.V2026_9_6), ("old", Version.V2026_3_24)):
-        gw = server.add(SimGateway(name, version=version, token=DEMO_TOKEN))
+        gw = threaded_sim.add(SimGateway(name, version=version, token=DEMO_TOKEN))
         gw.add_zombie("agent:main:zombie")
         gw.add_live("agent:main:hung", age_s=1200)
         gw.add_idle("agent:main:done")
-    with server.running():
-        yield server
+    return threaded_sim
 
 
 def test_heal_json_clears_zombies_only(sim: SimulatorServer, tmp_path: Path) -> None:

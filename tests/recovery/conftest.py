@@ -1,8 +1,7 @@
-"""Engines on a real embedded valkey and a threaded simulator, one key prefix per test."""
+"""Engines on the shared real valkey (`store`) and a threaded simulator, one key prefix per test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +12,6 @@ from supervisor.recovery.context import Engine, FleetSource
 from supervisor.simulator import SimGateway, SimulatorServer, Version
 from supervisor.simulator.demo import DEMO_TOKEN, write_fleet
 from supervisor.state import StateStore
-from tests.state.conftest import delete_prefix, make_store, prefix, redis_server, redis_url
-
-__all__ = ["delete_prefix", "make_store", "prefix", "redis_server", "redis_url"]
 
 
 @dataclass
@@ -42,22 +38,11 @@ class RecordingPager:
     def silenced(self, gateway: str, key: str | None = None) -> None:
         return None
 
+    def run(self, delivery: object) -> None:
+        return None
 
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    server = SimulatorServer()
-    with server.running():
-        yield server
-
-
-@pytest.fixture
-def store(redis_url: str, prefix: str) -> Iterator[StateStore]:
-    state = make_store(redis_url, prefix)
-    try:
-        yield state
-    finally:
-        delete_prefix(state)
-        state.close()
+    def tick(self) -> tuple[()]:
+        return ()
 
 
 @dataclass
@@ -99,5 +84,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig(sim: SimulatorServer, store: StateStore, identity: DeviceIdentity, tmp_path: Path) -> Rig:
-    return Rig(sim=sim, store=store, identity=identity, directory=tmp_path / "fleet")
+def rig(
+    threaded_sim: SimulatorServer, store: StateStore, identity: DeviceIdentity, tmp_path: Path
+) -> Rig:
+    return Rig(sim=threaded_sim, store=store, identity=identity, directory=tmp_path / "fleet")

@@ -10,7 +10,7 @@ import pytest
 
 from supervisor.recovery.context import FLEET_DEDUP_KEY, Engine, FleetSource
 from tests.recovery.conftest import Rig
-from tests.unit.test_secretfile import CANARY, assert_no_leak
+from tests.test_secretfile import CANARY, assert_no_leak
 
 
 def bump_mtime(path: Path, step: int) -> None:

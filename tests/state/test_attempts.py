@@ -51,7 +51,7 @@ def test_counters_are_per_session_id(store: StateStore) -> None:
 
 
 def test_counter_has_a_ttl_renewed_by_each_attempt(redis_url: str, prefix: str) -> None:
-    from tests.state.conftest import delete_prefix, make_store
+    from tests.support.fixtures import delete_prefix, make_store
 
     store = make_store(redis_url, prefix, counter_ttl_s=3600)
     try:

@@ -9,7 +9,8 @@ import pytest
 from supervisor.errors import RedisUnavailable
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.state import AuditRecord, StateStore
-from tests.state.conftest import free_port, make_store
+from tests.state.conftest import free_port
+from tests.support.fixtures import make_store
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,6 @@ def test_layout() -> None:
         "ls:attempts:gw1:agent%3Amain%3Amain:sid-1"
     )
     assert KEYS.escalated("gw1", "k", "s") == "ls:escalated:gw1:k:s"
-    assert KEYS.boot("gw1") == "ls:boot:gw1"
-    assert KEYS.breaker("gw1") == "ls:breaker:gw1"
     assert Keys("other:").lease("g", "k") == "other:lease:g:k"
 
 
@@ -31,9 +29,10 @@ def test_colons_cannot_shift_components() -> None:
 
 
 def test_glob_characters_are_escaped_in_patterns() -> None:
-    pattern = KEYS.leases_of("gw*[1]?")
-    assert pattern.endswith(":*")
-    assert not any(c in pattern[:-1] for c in "*?[]")
+    keys = Keys("t*[1]?:")
+    for pattern in (keys.all_keys(), keys.silences(), keys.gateway_states()):
+        assert pattern.endswith("*")
+        assert pattern.startswith(r"t\*\[1\]\?:")
 
 
 @pytest.mark.parametrize("bad", ["", ":", "ls", "ls:x"])
@@ -55,11 +54,18 @@ def test_attempt_keys_are_injective(a: tuple[str, str, str], b: tuple[str, str, 
 def test_kinds_never_collide(gateway: str, key: str) -> None:
     built = {
         KEYS.lease(gateway, key),
-        KEYS.boot(gateway),
-        KEYS.breaker(gateway),
+        KEYS.active(gateway),
+        KEYS.gateway_state(gateway),
+        KEYS.silence(gateway),
+        KEYS.silence(gateway, key),
+        KEYS.incident(f"{gateway}/{key}"),
         KEYS.attempts(gateway, key, key),
         KEYS.escalated(gateway, key, key),
+        KEYS.step_claim(gateway, key),
+        KEYS.flag(gateway),
         KEYS.fence,
         KEYS.audit,
+        KEYS.incidents_open,
+        KEYS.incidents_resolving,
     }
-    assert len(built) == 7
+    assert len(built) == 14

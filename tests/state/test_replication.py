@@ -14,7 +14,7 @@ import redis
 from supervisor.errors import RedisUnavailable
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.state import StateStore
-from tests.state.conftest import make_store
+from tests.support.fixtures import make_store
 
 
 def wait_until(predicate: object, timeout_s: float = 10.0) -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.errors import ConfigError, RedisNotDurable, RedisUnavailable
+from supervisor.errors import ConfigError, RedisUnavailable
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.state import StateStore
 from supervisor.state.connection import make_client, mask_url
-from tests.state.conftest import free_port, make_store
+from tests.state.conftest import free_port
+from tests.support.fixtures import make_store
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,6 @@ def test_client_must_decode_responses(redis_url: str) -> None:
 
 def test_shared_server_is_durable(store: StateStore) -> None:
     assert store.check_durability() == []
-    store.require_durable()
 
 
 def test_durability_flags_no_persistence_and_eviction(tmp_path: Path) -> None:
@@ -97,9 +97,6 @@ def test_durability_flags_no_persistence_and_eviction(tmp_path: Path) -> None:
         assert len(problems) == 2
         assert "persistence is off" in problems[0]
         assert "allkeys-lru" in problems[1]
-        with pytest.raises(RedisNotDurable) as info:
-            store.require_durable()
-        assert info.value.problems == problems
 
         # RDB-only loses what came since the last snapshot; an eviction policy evicts as soon
         # as someone sets a limit, so it is refused even without one

@@ -15,7 +15,7 @@ import time
 import redis
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from supervisor.escalation.errors import SilenceError
+from supervisor.errors import SilenceError
 from supervisor.state.connection import describe, translate_errors
 from supervisor.state.keys import Keys
 

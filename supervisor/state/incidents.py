@@ -1,7 +1,7 @@
 """Paging incidents in Redis: one per dedup key, opened, re-notified and resolved atomically.
 
 Dedup keys: `<gateway>/<session key>` for a session (stuck, escalated), `<gateway>` for the
-gateway itself (unreachable, breaker open); see `models.dedup_key_for`.
+gateway itself (unreachable, breaker open); see `escalation.models.dedup_key_for`.
 
 Life of an incident (one hash `incident:<dedup key>`, indexed in `incidents:open` and
 `incidents:resolving`):
@@ -26,28 +26,22 @@ notification to one provider at once, and a resolve never overtakes a trigger st
 Hashes carry a TTL: an open incident nobody mentions for `open_ttl_s` (a gateway removed from
 the fleet) disappears, and so does a resolve nobody managed to deliver within `resolved_ttl_s`.
 Times are ms since the epoch on the caller's clock. Single-node Redis (scripts touch two keys).
+The scripts are module constants (as celery-redbeat keeps its own), registered once per client
+and run by SHA. This module knows nothing of providers: it takes any event and delivery result
+with the fields of `IncidentFacts` and `DeliveryOutcome`, and `escalation.pager` turns a stored
+`Incident` back into the event a provider is sent.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.escalation.models import (
-    SEVERITY_RANK,
-    Action,
-    DeliveryResult,
-    DeliveryStatus,
-    DetailValue,
-    IncidentEvent,
-    Severity,
-)
-from supervisor.escalation.silences import Silence, Silences
 from supervisor.state.connection import describe, translate_errors
 from supervisor.state.keys import Keys
 
@@ -200,6 +194,47 @@ return 1
 """
 
 DeliveryState = Literal["ok", "retry", "failed"]
+#: a detail of an incident: a JSON scalar
+DetailValue = str | int | float | bool | None
+
+
+class IncidentFacts(Protocol):
+    """What opening an incident reads from an event (`escalation.models.IncidentEvent` is one)."""
+
+    @property
+    def dedup_key(self) -> str: ...
+    @property
+    def gateway(self) -> str: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> str | None: ...
+    @property
+    def rank(self) -> int:
+        """The severity's rank: a higher one re-notifies at once."""
+        ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def details(self) -> Mapping[str, DetailValue]: ...
+
+
+class DeliveryOutcome(Protocol):
+    """How one delivery went (`escalation.models.DeliveryResult` is one)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def dedup_key(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def retryable(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 class ProviderDelivery(BaseModel):
@@ -235,7 +270,8 @@ class Incident(BaseModel):
     gateway: str
     key: str | None
     kind: str
-    severity: Severity
+    #: the paging severity (info, warning, error, critical), as the event had it
+    severity: str
     labels: dict[str, str] = Field(default_factory=dict)
     details: dict[str, DetailValue] = Field(default_factory=dict)
     status: Literal["open", "resolved"]
@@ -251,26 +287,6 @@ class Incident(BaseModel):
     deliveries: dict[str, ProviderDelivery] = Field(default_factory=dict)
     #: providers with a delivery in flight -> lease end (ms)
     leases: dict[str, int] = Field(default_factory=dict)
-
-    @property
-    def action(self) -> Action:
-        return Action.RESOLVE if self.status == "resolved" else Action.TRIGGER
-
-    def event(self) -> IncidentEvent:
-        """The event of the current notification, for a provider."""
-        return IncidentEvent(
-            action=self.action,
-            dedup_key=self.dedup_key,
-            gateway=self.gateway,
-            key=self.key,
-            kind=self.kind,
-            severity=self.severity,
-            labels=self.labels,
-            details=self.details,
-            started_ms=self.opened_ms,
-            ts_ms=self.resolved_ms if self.resolved_ms is not None else self.notified_ms,
-            seq=self.seq,
-        )
 
     def delivered(self, provider: str) -> bool:
         """Whether `provider` has the current notification (or refused it for good)."""
@@ -359,7 +375,7 @@ def _now_ms() -> int:
 
 
 class Incidents:
-    """Incident lifecycle, per-provider delivery state and silences; thread-safe."""
+    """Incident lifecycle and per-provider delivery state; thread-safe."""
 
     def __init__(
         self,
@@ -382,13 +398,12 @@ class Incidents:
         self._resolve = client.register_script(RESOLVE_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._record = client.register_script(RECORD_LUA)
-        self.silences = Silences(client, keys)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def open_or_renotify(
         self,
-        event: IncidentEvent,
+        event: IncidentFacts,
         *,
         providers: Iterable[str],
         renotify_after_s: float,
@@ -396,9 +411,9 @@ class Incidents:
     ) -> OpenDecision:
         """Open the incident of `event` or refresh it; whether to send a trigger now.
 
-        `event.severity` must be set (the dispatcher's mapping); `providers` are the ones the
-        trigger goes to (the route's). Atomic: of N callers racing on a new incident exactly
-        one gets `send=True`.
+        `event.severity` must be set (the dispatcher's mapping), `event.rank` its rank;
+        `providers` are the ones the trigger goes to (the route's). Atomic: of N callers
+        racing on a new incident exactly one gets `send=True`.
         """
         if event.severity is None:
             raise ValueError("open_or_renotify needs an event with its severity set")
@@ -419,7 +434,7 @@ class Incidents:
                     event.key or "",
                     event.kind,
                     event.severity,
-                    SEVERITY_RANK[event.severity],
+                    event.rank,
                     json.dumps(event.labels, sort_keys=True),
                     json.dumps(event.details, sort_keys=True),
                     ",".join(names),
@@ -502,7 +517,7 @@ class Incidents:
 
     def record_delivery(
         self,
-        result: DeliveryResult,
+        result: DeliveryOutcome,
         seq: int,
         *,
         owner: str = "",
@@ -520,7 +535,7 @@ class Incidents:
         now = _now_ms() if now_ms is None else now_ms
         if result.ok:
             state = "ok"
-        elif result.status is DeliveryStatus.RETRYABLE and not give_up:
+        elif result.retryable and not give_up:
             state = "retry"
         else:
             state = "failed"
@@ -551,29 +566,3 @@ class Incidents:
         for incident in (*self.list_open(), *self.list_resolving()):
             out.extend((incident, p) for p in incident.pending(now, grace_ms=grace_ms))
         return out
-
-    # -- silences --------------------------------------------------------------------------
-
-    def silence(
-        self,
-        target: str,
-        for_s: float,
-        reason: str,
-        *,
-        also_actions: bool = False,
-        created_by: str | None = None,
-        now_ms: int | None = None,
-    ) -> Silence:
-        """Silence "GATEWAY" or "GATEWAY/KEY" for `for_s` seconds (expires by itself)."""
-        return self.silences.silence(
-            target, for_s, reason, also_actions=also_actions, created_by=created_by, now_ms=now_ms
-        )
-
-    def is_silenced(self, gateway: str, key: str | None = None) -> Silence | None:
-        return self.silences.is_silenced(gateway, key)
-
-    def list_silences(self, gateway: str | None = None) -> list[Silence]:
-        return self.silences.list(gateway)
-
-    def unsilence(self, target: str) -> bool:
-        return self.silences.unsilence(target)

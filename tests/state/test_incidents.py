@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from supervisor.escalation.incidents import Incident, Incidents, OpenDecision
 from supervisor.escalation.models import Action, DeliveryResult, DeliveryStatus
-from tests.escalation.conftest import T0, make_event
+from supervisor.escalation.pager import event_of
+from supervisor.state.incidents import Incident, Incidents, OpenDecision
+from tests.support.paging import T0, make_event
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +69,8 @@ def test_first_open_sends_then_quiet(incidents: Incidents) -> None:
         T0 + 60_000,
     )
     assert incident.providers == incident.targets == ("a", "b")
-    assert incident.event().action is Action.TRIGGER
-    assert incident.event().started_ms == T0
+    assert event_of(incident).action is Action.TRIGGER
+    assert event_of(incident).started_ms == T0
 
 
 def test_racing_workers_send_exactly_one_trigger(incidents: Incidents) -> None:
@@ -114,8 +115,8 @@ def test_resolve_exactly_once(incidents: Incidents) -> None:
     assert isinstance(incident, Incident)
     assert (incident.status, incident.seq, incident.resolved_ms) == ("resolved", 2, T0 + 5000)
     assert incident.providers == ("a", "b")
-    assert incident.event().action is Action.RESOLVE
-    assert incident.event().ts_ms == T0 + 5000
+    assert event_of(incident).action is Action.RESOLVE
+    assert event_of(incident).ts_ms == T0 + 5000
     assert incidents.resolve(DEDUP) is None
     assert incidents.list_open() == []
     assert [i.dedup_key for i in incidents.list_resolving()] == [DEDUP]

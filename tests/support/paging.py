@@ -1,11 +1,11 @@
-"""A real HTTP server on loopback that records requests and answers from a script; real Redis.
-
-The Redis fixtures are the state tests' (one embedded valkey-server per session, a key prefix
-per test); imported here so pytest registers them for this directory too.
+"""Paging test helpers: a real loopback HTTP server that records requests and answers from a
+script, the secrets' canaries, a config with every provider kind, and events as the engine
+reports them. The fixtures built on them (`http`, `full_config`) are in `tests.support.fixtures`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -15,16 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
 from supervisor.escalation.config import PagingConfig, parse_paging
-from supervisor.escalation.incidents import Incidents
 from supervisor.escalation.models import IncidentEvent
-from supervisor.state.connection import make_client
-from supervisor.state.keys import Keys
-from tests.state.conftest import prefix, redis_server, redis_url
-
-__all__ = ["prefix", "redis_server", "redis_url"]
 
 #: canaries: tests assert none of them ever shows up in errors, reprs, results or logs
 PD_KEY = "canary-pd-routing-key-5e1b"
@@ -104,8 +96,9 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def http() -> Iterator[Recorder]:
+@contextlib.contextmanager
+def serve() -> Iterator[Recorder]:
+    """A recorder and its server on a free loopback port, for the duration of the block."""
     recorder = Recorder()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
     server.daemon_threads = True
@@ -178,24 +171,6 @@ providers = ["chat"]
 def load(text: str, env: dict[str, str], path: str = "fleet.toml") -> PagingConfig:
     """A PagingConfig through the same parser the fleet loader will use."""
     return parse_paging(tomllib.loads(text).get("paging", {}), path, env)
-
-
-@pytest.fixture
-def full_config(http: Recorder) -> PagingConfig:
-    return load(FULL_CONFIG.format(base=http.url), environ(http))
-
-
-@pytest.fixture
-def incidents(redis_url: str, prefix: str) -> Iterator[Incidents]:
-    client = make_client(redis_url, connect_timeout_s=1, socket_timeout_s=2)
-    keys = Keys(prefix)
-    try:
-        yield Incidents(client, keys)
-    finally:
-        found = list(client.scan_iter(match=keys.all_keys(), count=500))
-        if found:
-            client.delete(*found)
-        client.close()
 
 
 T0 = 1_764_000_000_000  # ms, 2025-11-24

@@ -1,0 +1,1 @@
+"""Helpers every test layer shares: processes, ports and waits (`procs`)."""
