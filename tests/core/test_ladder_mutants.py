@@ -1,4 +1,9 @@
-"""The stateful test can fail: with each mechanism of the ladder switched off, it does."""
+"""The stateful test can fail: with each mechanism of the ladder switched off, it does.
+
+Each mutant is shown by the one sequence of world events that breaks it, run on the very
+machine the stateful test searches with: deterministic, where a random search's finds depend on
+hypothesis's version and seed (the search found each of them too, at 300 examples, when written).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import Phase, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from supervisor.core import ladder
 from supervisor.core.ladder import Binding
@@ -38,16 +41,28 @@ def _reset_over_a_live_abort() -> Any:
     return mock.patch.object(ladder, "_after_abort", reckless)
 
 
-@pytest.mark.parametrize("switch_off", [_no_rebind, _no_collision, _reset_over_a_live_abort])
+#: the world events that break each mechanism, in order (the machine's rule names)
+SEQUENCES: dict[Callable[[], Any], tuple[str, ...]] = {
+    _no_rebind: ("scan", "user_sends_a_message", "step_reads"),
+    _no_collision: ("scan", "step_reads", "user_sends_a_message", "step_sends"),
+    _reset_over_a_live_abort: ("scan", "gateway_will_answer_wrongly", "step_reads", "step_sends"),
+}
+
+
+def _run(machine: LadderMachine, rules: tuple[str, ...]) -> None:
+    for rule in rules:
+        getattr(machine, rule)()
+        machine.attempts_are_bounded()
+
+
+@pytest.mark.parametrize("switch_off", list(SEQUENCES), ids=lambda f: f.__name__)
 def test_the_machine_catches_the_mechanism_switched_off(switch_off: Callable[[], Any]) -> None:
-    with switch_off(), pytest.raises(BaseException):  # noqa: B017 - hypothesis groups them
-        run_state_machine_as_test(
-            LadderMachine,
-            settings=settings(
-                max_examples=300,
-                stateful_step_count=40,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],  # found is enough: shrinking would take a minute
-            ),
-        )
+    with switch_off(), pytest.raises(AssertionError):
+        _run(LadderMachine(), SEQUENCES[switch_off])
+
+
+@pytest.mark.parametrize("switch_off", list(SEQUENCES), ids=lambda f: f.__name__)
+def test_the_same_sequence_is_harmless_with_the_mechanism_on(
+    switch_off: Callable[[], Any],
+) -> None:
+    _run(LadderMachine(), SEQUENCES[switch_off])

@@ -22,7 +22,7 @@ from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.identity import DeviceIdentity
 from supervisor.gateway.models import ListAnswer, parse_rows, read_list_answer
 from supervisor.simulator import SimGateway, SimulatorServer
-from tests.conftest import TOKEN, spec_for
+from tests.support.fixtures import TOKEN, spec_for
 
 json_scalar = (
     st.none()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from supervisor.gateway.identity import DeviceIdentity
 from supervisor.scan import SessionReport, look
 from supervisor.simulator import SimGateway, SimulatorServer
-from tests.conftest import TOKEN, spec_for
+from tests.support.fixtures import TOKEN, spec_for
 
 
 async def test_the_report_rows_are_the_verdicts_as_session_reports(
