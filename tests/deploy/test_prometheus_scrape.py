@@ -70,9 +70,19 @@ def uses_only_openclaw_series(expr: str) -> bool:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Path]:
+def tour() -> Iterator[SimulatorServer]:
     server = SimulatorServer()
     populate_tour(server)
+    # the session that escalates comes later: Prometheus must see its counter at 0 first (a
+    # series born at 1 shows no increase), and under load the first scrape can come late
+    server.gateways["demo-no-admin"].sessions.pop("agent:main:stuck")
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def fleet(tour: SimulatorServer, tmp_path: Path) -> Iterator[Path]:
+    server = tour
     unpaired = server.add(
         SimGateway(
             "demo-unpaired", version=Version.V2026_3_24, token=DEMO_TOKEN,
@@ -80,18 +90,16 @@ def fleet(tmp_path: Path) -> Iterator[Path]:
         )
     )  # fmt: skip
     unpaired.add_idle("agent:main:finished")
-    with server.running():
-        path = write_fleet(
-            server,
-            tmp_path / "fleet",
-            extra='scan_interval = "2s"\nmax_attempts = 1\nbackoff_base = "2s"\n'
-            "unreachable_after = 2",
-            tail=(
-                f'[[gateways]]\nname = "demo-down"\nurl = "ws://127.0.0.1:{free_port()}"\n'
-                'token_file = "simulator.token"\n'
-            ),
-        )
-        yield path
+    path = write_fleet(
+        server,
+        tmp_path / "fleet",
+        extra='scan_interval = "2s"\nmax_attempts = 1\nbackoff_base = "2s"\nunreachable_after = 2',
+        tail=(
+            f'[[gateways]]\nname = "demo-down"\nurl = "ws://127.0.0.1:{free_port()}"\n'
+            'token_file = "simulator.token"\n'
+        ),
+    )
+    yield path
 
 
 def prometheus_config(tmp_path: Path, metrics_port: int) -> Path:
@@ -134,7 +142,7 @@ def firing(port: int) -> set[tuple[str, str]]:
 
 
 def test_dashboard_queries_and_alerts_against_a_real_prometheus(
-    prom_bins: PrometheusBins, tmp_path: Path, fleet: Path
+    prom_bins: PrometheusBins, tmp_path: Path, fleet: Path, tour: SimulatorServer
 ) -> None:
     prom_port = free_port()
     metrics_port = free_port()
@@ -169,6 +177,15 @@ def test_dashboard_queries_and_alerts_against_a_real_prometheus(
             30,
         )
         # Prometheus scrapes before the first escalation: the primed 0 is seen, then the 1
+        primed = 'lane_supervisor_escalations_total{kind="session"} == 0'
+        wait_for(
+            "the escalation counter scraped at 0",
+            lambda: query(prom_port, primed)["data"]["result"] or None,
+            90,
+            every=1,
+        )
+        no_admin = tour.gateways["demo-no-admin"]
+        tour.call(lambda: no_admin.add_zombie("agent:main:stuck", age_s=2 * 86400))
         seen: set[tuple[str, str]] = set()
 
         def all_fired() -> bool | None:
