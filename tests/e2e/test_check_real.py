@@ -18,15 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import (
-    VERSIONS,
-    CliRun,
-    GatewayFactory,
-    RealGateway,
-    row_facts,
-    run_supervisor,
-    write_fleet,
-)
+from tests.e2e.cli import CliRun, run_supervisor, write_fleet
+from tests.e2e.common import VERSIONS
+from tests.e2e.factory import GatewayFactory
+from tests.e2e.recipes import RealGateway
+from tests.e2e.rows import row_facts
 
 pytestmark = pytest.mark.e2e
 

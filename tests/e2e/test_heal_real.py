@@ -21,15 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import (
-    VERSIONS,
-    GatewayFactory,
-    RealGateway,
-    run_supervisor,
-    wait_for_rows,
-    write_fleet,
-)
-from tests.integration.procs import base_env, free_port, process, wait_for
+from tests.e2e.cli import run_supervisor, write_fleet
+from tests.e2e.common import VERSIONS
+from tests.e2e.factory import GatewayFactory
+from tests.e2e.recipes import RealGateway
+from tests.e2e.rows import send_message, wait_for_rows
+from tests.support.procs import base_env, free_port, process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -226,7 +223,6 @@ def _listening(port: int) -> bool:
 def test_a_message_held_behind_a_dead_lane_on_2026_9_6_gets_the_lane_reset(
     real_gateways: GatewayFactory, tmp_path: Path
 ) -> None:
-    from tests.e2e.harness import send_message
 
     gateway = real_gateways("2026.9.6")
     try:
