@@ -28,7 +28,8 @@ class ModelRequest:
     #: text of the pending turn: every message after the last assistant message
     prompt: str
     hung: bool
-    #: answered | hanging | released | abandoned (the caller went away while it hung)
+    #: answered | hanging | released | dropped (closed unanswered by `drop_hung`) | abandoned
+    #: (the caller went away while it hung)
     state: str
     received_at: float = field(default_factory=time.time)
 
@@ -80,6 +81,10 @@ class FakeModelServer:
         self._changed = threading.Condition(self._lock)
         self._requests: list[ModelRequest] = []
         self._release: dict[int, threading.Event] = {}
+        #: numbers of held requests whose connection is to be closed without an answer
+        self._drop: set[int] = set()
+        #: prompts containing one of these are closed unanswered (`drop_hung`)
+        self._dead: set[str] = set()
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -157,17 +162,36 @@ class FakeModelServer:
     def release_hung(self) -> int:
         """Answer every held request now; returns how many were released."""
         with self._lock:
-            events = [self._release[r.number] for r in self._requests if r.state == "hanging"]
+            events = [
+                self._release[r.number]
+                for r in self._requests
+                if r.state == "hanging" and r.number not in self._drop
+            ]
         for event in events:
             event.set()
         return len(events)
+
+    def drop_hung(self, text: str) -> int:
+        """From now on, close every request whose prompt contains `text` without an answer (a
+        model provider that crashed, or a network reset mid-call): the held ones now, and the
+        retries the gateway makes. Returns how many held requests were dropped; they are
+        `dropped` within a quarter of a second."""
+        with self._changed:
+            self._dead.add(text)
+            chosen = [r for r in self._requests if r.state == "hanging" and text in r.prompt]
+            self._drop.update(r.number for r in chosen)
+            events = [self._release[r.number] for r in chosen]
+        for event in events:
+            event.set()
+        return len(chosen)
 
     # serving
 
     def _record(self, path: str, body: dict[str, Any]) -> ModelRequest:
         prompt = pending_turn_text(body.get("messages"))
-        hung = self.hang_enabled and self.hang_marker in prompt
         with self._changed:
+            dead = any(text in prompt for text in self._dead)
+            hung = dead or (self.hang_enabled and self.hang_marker in prompt)
             request = ModelRequest(
                 number=len(self._requests) + 1,
                 path=path,
@@ -179,6 +203,9 @@ class FakeModelServer:
             self._requests.append(request)
             if hung:
                 self._release[request.number] = threading.Event()
+            if dead:
+                self._drop.add(request.number)
+                self._release[request.number].set()
             self._changed.notify_all()
         return request
 
@@ -194,6 +221,9 @@ class FakeModelServer:
             if self._closing.is_set() or _peer_closed(sock):
                 self._set_state(request, "abandoned")
                 return False
+        if request.number in self._drop:
+            self._set_state(request, "dropped")
+            return False
         self._set_state(request, "released")
         return True
 

@@ -46,6 +46,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 READY_LINES = {
     "2026.9.6": re.compile(r"\[gateway\] ready\b"),
     "2026.3.24": re.compile(r"\[gateway\] listening on ws://"),
+    "2026.5.28": re.compile(r"\[gateway\] ready\b"),
+    "2026.7.35": re.compile(r"\[gateway\] ready\b"),
 }
 _ANY_READY = re.compile(r"\[gateway\] (?:ready\b|listening on ws://)")
 

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.gateway.client import GatewayClient
-from tests.e2e.common import HANG_MARKER, HarnessError, session_key
+from tests.e2e.common import (
+    HANG_MARKER,
+    RECONCILING_LINES,
+    REPLAYS_AT_RESTART,
+    HarnessError,
+    session_key,
+)
 from tests.e2e.gateway import GatewayProcess
 from tests.e2e.rows import (
     create_session,
@@ -18,6 +24,11 @@ from tests.e2e.rows import (
     send_message,
     wait_for_rows,
 )
+
+
+def hung_message(key: str) -> str:
+    """The message `make_hung` sends: the fake model never answers it."""
+    return f"[{key}] please wait: {HANG_MARKER}"
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,7 @@ class RealGateway(GatewayProcess):
             async with self.client() as client:
                 for key in keys:
                     await create_session(client, key)
-                    await self.deliver(client, key, f"[{key}] please wait: {HANG_MARKER}")
+                    await self.deliver(client, key, hung_message(key))
                 await wait_for_rows(
                     client,
                     lambda rows: all(running(rows.get(k)) for k in keys),
@@ -152,6 +163,11 @@ class RealGateway(GatewayProcess):
         replays the first interrupted session in key order, which hangs again on the fake, and
         the rest stay zombies. Returns once the rows have settled into that shape.
         """
+        if self.version in RECONCILING_LINES:
+            raise HarnessError(
+                f"{self.version} marks interrupted rows failed at restart: no zombie to make "
+                "this way (make_dead_in_process makes the zombies this line has)"
+            )
         keys = self.make_hung(*names)
         rows = self.rows()
         newest = max(float(rows[k].get("startedAt") or time.time() * 1000) for k in keys)
@@ -161,7 +177,7 @@ class RealGateway(GatewayProcess):
         interrupted = sorted(k for k, row in rows.items() if running(row))
         began = time.monotonic()
         self.restart()
-        expect_replay = self.reports_active_runs()
+        expect_replay = self.version in REPLAYS_AT_RESTART
         replaying = interrupted[:1] if expect_replay else []
         zombies = [k for k in interrupted if k not in replaying]
 
@@ -193,3 +209,62 @@ class RealGateway(GatewayProcess):
             replaying=tuple(replaying),
             seconds=round(time.monotonic() - began, 2),
         )
+
+    def make_dead_in_process(self, *names: str, timeout: float = 30.0) -> DeadRuns:
+        """Hang runs for `names`, then let their model calls die (the fake closes each
+        connection unanswered, as a crashed provider or a network reset would) while the gateway
+        lives on. Returns once no run of `names` is active any more.
+
+        Measured: 2026.5.28 leaves every such row `running` with `hasActiveRun: false`, a zombie
+        inside a live process, and a restart does not reconcile it (its transcript lock was
+        released); 2026.7.35 ends them `timeout`.
+        """
+        keys = self.make_hung(*names)
+        for key in keys:
+            if not self.model.drop_hung(hung_message(key)):
+                raise HarnessError(f"{self}: no held model request of {key} to drop")
+
+        async def go() -> dict[str, dict[str, Any]]:
+            async with self.client() as client:
+                return await wait_for_rows(
+                    client,
+                    lambda rows: all(rows.get(k, {}).get("hasActiveRun") is False for k in keys),
+                    timeout=timeout,
+                    what=f"the runs of {keys} to end after their model calls died",
+                )
+
+        rows = self._run(go())
+        return DeadRuns(
+            zombies=tuple(k for k in keys if running(rows[k])),
+            ended=tuple(k for k in keys if not running(rows[k])),
+        )
+
+    def restart_reconciled(self, keys: tuple[str, ...], *, timeout: float = 60.0) -> float:
+        """SIGKILL and start a reconciling line again; wait until the gateway marked every one
+        of `keys` (runs interrupted by the kill) no longer `running`. Returns the seconds from
+        the ready gateway to the last reconciled row (rows are `running`, `hasActiveRun:
+        false`, until then: a zombie's shape, for a few seconds)."""
+        self.restart()
+        began = time.monotonic()
+
+        async def go() -> None:
+            async with self.client() as client:
+                await wait_for_rows(
+                    client,
+                    lambda rows: all(not running(rows.get(k)) for k in keys),
+                    timeout=timeout,
+                    what=f"the restart to reconcile {keys}",
+                )
+
+        self._run(go())
+        return round(time.monotonic() - began, 2)
+
+
+@dataclass(frozen=True)
+class DeadRuns:
+    """What became of runs whose model calls died inside a live gateway."""
+
+    #: rows left `running` with no active run (2026.5.28)
+    zombies: tuple[str, ...]
+    #: rows the gateway ended itself (`timeout` on 2026.7.35)
+    ended: tuple[str, ...]
