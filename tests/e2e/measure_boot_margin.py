@@ -4,8 +4,9 @@ uptime? (issue 12 item 7: sets how small `boot_margin` can be.)
     .venv/bin/python -m tests.e2e.measure_boot_margin [--runs 20] [--version 2026.3.24]
 
 One real gateway; each run sends a message that hangs on the fake model, SIGKILLs the gateway
-0.5-5 s after the send, starts it again and reads the row and the hello. Printed per run and as a
-distribution, all in ms of the one host clock (the gateway's clock and ours are the same here):
+0.5-5 s after the send (or, `--after started`, after the run's start), starts it again and
+reads the row and the hello. Printed per run and as a distribution, all in ms of the one host
+clock (the gateway's clock and ours are the same here):
 
 * `gap` = derived boot - the run's `startedAt`: what `boot_margin` is compared with (a run is
   taken for a restart zombie only when it started more than `boot_margin` before the boot);
@@ -30,7 +31,7 @@ from tests.e2e.recipes import RealGateway
 from tests.e2e.rows import running
 
 
-def measure(version: str, runs: int, seed: int) -> list[dict[str, float]]:
+def measure(version: str, runs: int, seed: int, after: str) -> list[dict[str, float]]:
     rng = random.Random(seed)
     install = OpenClawInstall.locate((version,))
     results: list[dict[str, float]] = []
@@ -43,7 +44,8 @@ def measure(version: str, runs: int, seed: int) -> list[dict[str, float]]:
                 (key,) = gateway.make_hung(f"m-{i:03d}")
                 started = float(gateway.rows()[key]["startedAt"])
                 wait = rng.uniform(0.5, 5.0)
-                time.sleep(max(0.0, sent / 1000 + wait - time.time()))
+                origin = sent if after == "sent" else started
+                time.sleep(max(0.0, origin / 1000 + wait - time.time()))
                 killed = time.time() * 1000
                 gateway.kill()
                 spawned = time.time() * 1000
@@ -53,6 +55,7 @@ def measure(version: str, runs: int, seed: int) -> list[dict[str, float]]:
                 result = {
                     "run": i,
                     "kill_after_send_s": round((killed - sent) / 1000, 2),
+                    "kill_after_start_s": round((killed - started) / 1000, 2),
                     "started_after_send": round(started - sent),
                     "gap": round(boot - started),
                     "boot_after_kill": round(boot - killed),
@@ -78,8 +81,14 @@ def main() -> None:
     parser.add_argument("--version", default="2026.3.24")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--after",
+        choices=("sent", "started"),
+        default="sent",
+        help="kill 0.5-5 s after the send (a run may start late under load) or after its start",
+    )
     args = parser.parse_args()
-    results = measure(args.version, args.runs, args.seed)
+    results = measure(args.version, args.runs, args.seed, args.after)
     for field in ("gap", "boot_after_kill", "spawn_to_boot", "started_after_send"):
         print(summary(results, field))
     print(f"rows still running after the restart: {sum(r['still_running'] for r in results):g}")
