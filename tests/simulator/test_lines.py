@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from supervisor.gateway.identity import DeviceIdentity, load_or_create_identity
 from supervisor.simulator import LINES, SimGateway, SimulatorServer, Version
 from supervisor.simulator.gateway import CLOSE_REASON_MAX, GLOBAL_LANES, SimError
-from tests.conftest import TOKEN
+from tests.support.fixtures import TOKEN
 
 ALL_LINES = [v.value for v in Version]
 ALL_OPERATOR = ["operator.read", "operator.write", "operator.admin"]
