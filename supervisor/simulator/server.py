@@ -184,7 +184,7 @@ class SimulatorServer:
             await ws.send(
                 json.dumps({"type": "res", "id": request_id, "ok": False, "error": err.as_error()})
             )
-            await ws.close(1008, err.code)
+            await ws.close(1008, err.close_reason or err.code)
             return
         await ws.send(json.dumps({"type": "res", "id": request_id, "ok": True, "payload": hello}))
         # a tick event now and then, as real gateways send unsolicited events

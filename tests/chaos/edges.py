@@ -30,10 +30,10 @@ from supervisor.recovery.context import FLEET_DEDUP_KEY
 from supervisor.recovery.runtime import run_ladder
 from supervisor.scan import look
 from tests.chaos.common import new_key, tally
-from tests.chaos.harness import FLOWER_PASSWORD, GW_TOKEN, Cluster, Proc, wait_for
+from tests.chaos.harness import FLOWER_PASSWORD, GW_TOKEN, Cluster, Proc
 from tests.chaos.oracle import Row, redis_dump, scan_text
-from tests.integration.procs import free_port
 from tests.support.fixtures import spec_for
+from tests.support.procs import free_port, wait_for
 
 #: the secret written into the hostile files: it must show up nowhere
 HOSTILE = "canary-chaos-hostile-secret-6a2f"

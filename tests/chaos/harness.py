@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -28,6 +28,7 @@ from supervisor.simulator import SimulatorServer, Version
 from supervisor.state import AuditRecord, StateStore
 from tests.chaos.oracle import CountingGateway, read_audit, redis_dump, scan_text
 from tests.support.paging import Recorder, _handler
+from tests.support.procs import signal_group, wait_for
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -94,17 +95,6 @@ def chaos_environ() -> Iterator[None]:
                         os.environ[k] = v
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
-
-
 @dataclass
 class Proc:
     name: str
@@ -132,8 +122,7 @@ class Proc:
 
     def signal_group(self, sig: int) -> None:
         if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
+            signal_group(self.popen.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the whole group (leader and children), then reap the leader."""
@@ -152,8 +141,7 @@ class Proc:
             self.kill()
             return
         # the leader is gone after a clean stop; any straggler of its group gets SIGKILL now
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        signal_group(self.popen.pid, signal.SIGKILL)
 
 
 class Pages:

@@ -33,11 +33,10 @@ from tests.chaos.harness import (
     METRICS_PASSWORD,
     Cluster,
     Proc,
-    wait_for,
 )
 from tests.chaos.inline import UNSAFE_VARIANTS
 from tests.chaos.oracle import CountingGateway, Row
-from tests.integration.procs import free_port
+from tests.support.procs import free_port, wait_for
 
 #: the steps each failpoint is met in (before_ack also ends read-only steps)
 STEPS_AT = {

@@ -25,7 +25,7 @@ from supervisor.simulator import SimulatorServer
 from supervisor.simulator.demo import DEMO_TOKEN, populate_tour, write_fleet
 from supervisor.simulator.gateway import SimGateway, Version
 from tests.deploy.conftest import REPO, PrometheusBins
-from tests.integration.procs import base_env, free_port, process, wait_for
+from tests.support.procs import base_env, free_port, process, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests against real openclaw gateways (see harness.py).
+"""Fixtures for end-to-end tests against real openclaw gateways (the harness: see __init__.py).
 
 Node and openclaw come from scripts/ensure-openclaw.sh (`./dev test` runs it first); when they
 are missing the tests fail and say so, they are never skipped.
@@ -10,12 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.harness import (
-    GatewayFactory,
-    OpenClawInstall,
-    OpenClawMissing,
-    install_sigterm_cleanup,
-)
+from tests.e2e.common import OpenClawMissing
+from tests.e2e.factory import GatewayFactory
+from tests.e2e.install import OpenClawInstall
+from tests.e2e.tagging import install_sigterm_cleanup
 
 
 @pytest.fixture(scope="session")

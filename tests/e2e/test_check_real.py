@@ -1,4 +1,5 @@
-"""`lane-supervisor check` against real openclaw gateways (2026.9.6 and 2026.3.24).
+"""`lane-supervisor check` against the real openclaw lines that keep zombies across a restart
+(2026.9.6 and 2026.3.24; the reconciling lines are in test_release_lines_real.py).
 
 Each version gets one gateway holding every kind of session at once: zombies made the way
 production makes them (runs hung on the model, the gateway SIGKILLed and started again), live
@@ -18,15 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import (
-    VERSIONS,
-    CliRun,
-    GatewayFactory,
-    RealGateway,
-    row_facts,
-    run_supervisor,
-    write_fleet,
-)
+from tests.e2e.cli import CliRun, run_supervisor, write_fleet
+from tests.e2e.common import RESTART_ZOMBIE_LINES
+from tests.e2e.factory import GatewayFactory
+from tests.e2e.recipes import RealGateway
+from tests.e2e.rows import row_facts
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +53,7 @@ class Scene:
         }
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
+@pytest.fixture(scope="module", params=RESTART_ZOMBIE_LINES)
 def scene(
     request: pytest.FixtureRequest,
     real_gateways: GatewayFactory,

@@ -17,13 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import VERSIONS, GatewayFactory, run_supervisor, write_fleet
+from tests.e2e.cli import run_supervisor, write_fleet
+from tests.e2e.common import RESTART_ZOMBIE_LINES
+from tests.e2e.factory import GatewayFactory
 from tests.e2e.ws_proxy import HoldingProxy
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", RESTART_ZOMBIE_LINES)
 def test_a_message_sent_while_the_reset_is_held_is_reported_collided(
     version: str, real_gateways: GatewayFactory, tmp_path: Path
 ) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import GatewayFactory, run_supervisor, write_fleet
+from tests.e2e.cli import run_supervisor, write_fleet
+from tests.e2e.factory import GatewayFactory
 from tests.support.paging import PD_KEY, Recorder
 
 pytestmark = pytest.mark.e2e

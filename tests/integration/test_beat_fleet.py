@@ -11,7 +11,7 @@ import pytest
 
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.state import StateStore
-from tests.integration.procs import base_env, celery, process, wait_for
+from tests.support.procs import base_env, celery, process, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from supervisor.simulator import SimGateway, SimulatorServer, Version
 from supervisor.simulator.demo import DEMO_TOKEN, write_fleet
-from tests.integration.procs import base_env
+from tests.support.procs import base_env
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from supervisor.settings import Settings
 from supervisor.simulator import SimGateway, SimulatorServer, Version
 from supervisor.state import StateStore
 from supervisor.up import child_commands
-from tests.integration.procs import base_env, free_port, process, wait_for
+from tests.support.procs import base_env, free_port, process, wait_for
 
 pytestmark = pytest.mark.integration
 

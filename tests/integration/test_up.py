@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.procs import base_env, free_port, process, wait_for
+from tests.support.procs import base_env, free_port, process, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import redis
 from supervisor.errors import EmbeddedRedisError
 from supervisor.redis_server import EmbeddedRedis
 from supervisor.state.connection import mask_url
-from tests.integration.procs import base_env, free_port, process, wait_for
+from tests.support.procs import base_env, free_port, process, wait_for
 
 
 def anonymous(port: int) -> redis.Redis:
