@@ -82,6 +82,23 @@ async def read_session(
     return None, client.page_sent_at(None)
 
 
+#: gateways (name, server version) whose sessions.reset refused `expectedSessionId`
+_NO_EXPECTED_SESSION_ID: set[tuple[str, str | None]] = set()
+
+
+def _line_of(client: GatewayClient) -> tuple[str, str | None]:
+    assert client.hello is not None
+    return client.name, client.hello.server_version
+
+
+def _takes_expected_session_id(client: GatewayClient) -> bool:
+    return _line_of(client) not in _NO_EXPECTED_SESSION_ID
+
+
+def _refuses_expected_session_id(exc: GatewayCallError) -> bool:
+    return exc.code == "INVALID_REQUEST" and "expectedSessionId" in str(exc)
+
+
 class _Sent:
     """What a mutating request got: the answer, and when the final read was sent."""
 
@@ -356,11 +373,24 @@ class Steps:
                 known = (*known, aborted)  # the overdue run we meant to stop is no collision
             return _Sent(answer, read_at, known)
         params = {"key": ref.key}
-        if v4 and ref.session_id:
+        fenced = v4 and bool(ref.session_id) and _takes_expected_session_id(client)
+        if fenced:
             # the gateway's own compare-and-set: refuses if the session id changed meanwhile
             params["expectedSessionId"] = ref.session_id
         try:
-            await client.call("sessions.reset", params)
+            try:
+                await client.call("sessions.reset", params)
+            except GatewayCallError as exc:
+                if not (fenced and _refuses_expected_session_id(exc)):
+                    raise
+                # 2026.5.28 and 2026.7.35 speak protocol 4 but refuse the parameter, before
+                # touching anything (measured): remember it, and reset by key if still in time
+                _NO_EXPECTED_SESSION_ID.add(_line_of(client))
+                params.pop("expectedSessionId")
+                mono = time.monotonic()
+                if mono - read_at > policy.act_window or mono >= deadline:
+                    return _Sent("stale_read", read_at, known)
+                await client.call("sessions.reset", params)
             return _Sent("reset", read_at, known)
         except MissingScope:
             if v4:

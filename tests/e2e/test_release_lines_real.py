@@ -163,21 +163,7 @@ def test_check_classifies_every_session_and_changes_nothing(scene: Scene, tmp_pa
     assert scene.gateway.token not in run.stdout + run.stderr
 
 
-#: the supervisor sends `sessions.reset {key, expectedSessionId}` to every protocol-4 gateway,
-#: but 2026.5.28 and 2026.7.35 refuse that parameter ("invalid sessions.reset params: at root:
-#: unexpected property 'expectedSessionId'"): their zombies cannot be reset until the reset step
-#: asks the gateway's capabilities (issue 12 item 1). Strict: it fails loudly once fixed.
-RESET_REFUSES_EXPECTED_SESSION_ID = pytest.mark.xfail(
-    strict=True,
-    reason="recovery/steps.py sends expectedSessionId, which 2026.5.28 refuses",
-)
-
-
-def test_heal_clears_exactly_the_zombies(
-    scene: Scene, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if scene.zombies:
-        request.applymarker(RESET_REFUSES_EXPECTED_SESSION_ID)
+def test_heal_clears_exactly_the_zombies(scene: Scene, tmp_path: Path) -> None:
     before = scene.gateway.rows()
     run = supervisor(scene, "heal", tmp_path / "state", stale_after="0s", lane_timeout="1h")
     assert run.returncode == 0, run.stdout + run.stderr
