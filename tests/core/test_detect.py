@@ -127,8 +127,15 @@ CASES = [
     (
         "3.24 zombie within boot margin is live",
         OLD,
-        dict(status="running", startedAt=BOOT - 1000),
+        dict(status="running", startedAt=BOOT - 50),
         Z.LIVE,
+    ),
+    (
+        # measured: a run killed as it started lies 0.24-0.84 s before the derived boot
+        "3.24 run killed as it started, 0.24 s before the boot, is a zombie",
+        OLD,
+        dict(status="running", startedAt=BOOT - 240),
+        Z.ZOMBIE,
     ),
     (
         "3.24 live hung run",

@@ -4,9 +4,9 @@ On 2026.3.24 only `startedAt` before the gateway's boot tells a dead run from a 
 boot is derived from hello's `uptimeMs`. Measured with `python -m tests.e2e.measure_boot_margin`
 (20 crashes): the killed run's `startedAt` and the derived boot lie 0.2-0.6 s apart when the
 crash follows the run's start at once, and the derived boot is never before the kill. So a
-`boot_margin` well under a second finds such a zombie; the default (5 s) calls it `live`, and
-the session stays silent until the lane timeout (issue 12 item 7). This test runs with
-`boot_margin = "0.1s"` in its fleet.
+`boot_margin` well under a second finds such a zombie; the old default (5 s) called it `live`,
+and the session stayed silent until the lane timeout (issue 12 item 7). The default is 0.1 s
+now, and this test runs with it.
 """
 
 from __future__ import annotations
@@ -31,10 +31,8 @@ def test_a_run_killed_a_second_after_it_started_is_found_and_healed(
         (key,) = outcome.zombies
         boot = gateway.boot_time_ms()
         started = gateway.rows()[key]["startedAt"]
-        assert 0 < boot - started < 5000, (boot, started)  # inside the default boot_margin
-        fleet = write_fleet(
-            tmp_path / "fleet", [gateway], defaults={"stale_after": "0s", "boot_margin": "0.1s"}
-        )
+        assert 0 < boot - started < 5000, (boot, started)  # inside the old default boot_margin
+        fleet = write_fleet(tmp_path / "fleet", [gateway], defaults={"stale_after": "0s"})
         check = run_supervisor("check", "--fleet", str(fleet), "--json", state_dir=tmp_path / "s")
         found = {s["key"]: s["verdict"] for s in check.json()["gateways"][0]["sessions"]}
         assert found[key] == "zombie", check.stdout
