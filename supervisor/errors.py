@@ -108,6 +108,17 @@ class DeviceNotPaired(GatewayAuthError):
     kind = "not_paired"
 
 
+class ApprovalPending(DeviceNotPaired):
+    """A paired device asked for more scopes (or another role) than approved: the gateway
+    filed an approval request and refuses the device until someone approves it (2026.5.x)."""
+
+    kind = "approval_pending"
+
+    def __init__(self, gateway: str, message: str, *, request_id: str | None) -> None:
+        self.request_id = request_id
+        super().__init__(gateway, message)
+
+
 class TokenMismatch(GatewayAuthError):
     """The gateway refused the token."""
 

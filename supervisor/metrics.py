@@ -119,6 +119,7 @@ for _kind in ESCALATION_KINDS:
     RESOLVES.labels(_kind)
 #: the error kind that means "approve this device on the gateway host"
 NOT_PAIRED = "not_paired"
+APPROVAL = "approval_pending"
 
 
 def _safe(fn: Callable[P, None]) -> Callable[P, None]:
@@ -143,7 +144,7 @@ def scanned(report: GatewayReport, *, interval_s: float | None = None) -> None:
         SCAN_INTERVAL.labels(report.name).set(interval_s)
     if report.error:
         GATEWAY_ERRORS.labels(report.name, report.error_kind or "error").inc()
-        if report.error_kind == NOT_PAIRED:
+        if report.error_kind in (NOT_PAIRED, APPROVAL):
             APPROVAL_PENDING.labels(report.name).set(1)
         # another error (unreachable...) says nothing about pairing: the gauge keeps its value
         return

@@ -39,6 +39,7 @@ from supervisor import __version__
 from supervisor.core.policy import Policy
 from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import (
+    ApprovalPending,
     DeviceNotPaired,
     GatewayCallError,
     GatewayError,
@@ -110,6 +111,8 @@ def map_gateway_error(gateway: str, method: str, error: object) -> GatewayError:
     text = f"{code} {detail_code} {message}".lower()
     if "token_mismatch" in text or "token mismatch" in text:
         return TokenMismatch(gateway, f"{method}: the gateway refused the token ({code})")
+    if details.get("code") == "PAIRING_REQUIRED" and details.get("reason") in _UPGRADES:
+        return _approval_pending(gateway, method, details)
     if "not_paired" in text or "device identity" in text or "pairing required" in text:
         return DeviceNotPaired(
             gateway,
@@ -132,6 +135,39 @@ def map_gateway_error(gateway: str, method: str, error: object) -> GatewayError:
         reason=str(reason) if reason is not None else None,
         retryable=bool(error.get("retryable")),
     )
+
+
+#: refusals of a paired device that asks for more than it was approved for (2026.5.28, measured)
+_UPGRADES = frozenset({"scope-upgrade", "role-upgrade"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def _approval_pending(gateway: str, method: str, details: dict[str, Any]) -> ApprovalPending:
+    """One clear state: which request waits, and the two ways to approve it. The id is read from
+    the details, never the close reason (cut at 123 bytes); while it is pending the gateway gives
+    every retry the same id (measured), so scanning on files no new request."""
+    raw = details.get("requestId")
+    request_id = raw if isinstance(raw, str) and _REQUEST_ID.match(raw) else None
+    wanted = details.get("requestedScopes")
+    approved = details.get("approvedScopes")
+
+    def scopes(value: object) -> str:
+        if not isinstance(value, list):
+            return "?"
+        return ",".join(s for s in value if isinstance(s, str) and _SCOPE_NAME.match(s)) or "-"
+
+    where = request_id or "<id from `openclaw devices list`>"
+    return ApprovalPending(
+        gateway,
+        f"{method}: approval pending: this device asks for scopes {scopes(wanted)} but is "
+        f"approved for {scopes(approved)} (request {request_id or 'unknown'}); approve it on "
+        f"the gateway host with `openclaw devices approve {where}`, or from a connection "
+        f'holding operator.pairing with device.pair.approve {{"requestId": "{where}"}}',
+        request_id=request_id,
+    )
+
+
+_SCOPE_NAME = re.compile(r"^[a-z]+\.[a-z]+$")
 
 
 def _finite(value: object) -> float | None:
