@@ -56,7 +56,10 @@ def test_a_message_sent_while_the_reset_is_held_is_reported_collided(
 
         proxy = HoldingProxy(gateway.url, is_reset_of_target, user_writes)
         with proxy.running():
-            fleet = write_fleet(tmp_path / "fleet", [gateway], defaults={"stale_after": "0s"})
+            # the held reset waits for the user's message to show: on a loaded machine that
+            # takes seconds, which the reset's answer must be allowed
+            defaults = {"stale_after": "0s", "call_timeout": "60s"}
+            fleet = write_fleet(tmp_path / "fleet", [gateway], defaults=defaults)
             fleet.write_text(fleet.read_text().replace(gateway.url, proxy.url))
             run = run_supervisor(
                 "heal", "--fleet", str(fleet), "--json", state_dir=tmp_path / "state",

@@ -15,9 +15,7 @@ from tests.support.fixtures import TOKEN, spec_for
 async def test_a_pending_scope_upgrade_is_approval_pending_with_the_command(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    gw = sim.add(
-        SimGateway("gw", version="2026.5.28", token=TOKEN, silent_backend_upgrade=False)
-    )
+    gw = sim.add(SimGateway("gw", version="2026.5.28", token=TOKEN, silent_backend_upgrade=False))
     device = load_or_create_identity(tmp_path / "device")
     spec = spec_for(sim.url("gw"))
     # paired once with read only (an older supervisor, or a smaller `scopes` setting)
