@@ -109,6 +109,7 @@ ESCALATION_KINDS = (
     "session",
     "flapping",
     "collided",
+    "messages_dropped",
     "gateway_unreachable",
     "gateway_flapping",
     "breaker_open",

@@ -20,6 +20,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "supervisor.abort_session": {"queue": ACT_QUEUE},
     "supervisor.reset_session": {"queue": ACT_QUEUE},
     "supervisor.verify_session": {"queue": ACT_QUEUE},
+    "supervisor.redeliver_session": {"queue": ACT_QUEUE},
     "supervisor.escalate_session": {"queue": ACT_QUEUE},
     "supervisor.deliver_page": {"queue": PAGE_QUEUE},
     "supervisor.page_tick": {"queue": PAGE_QUEUE},

@@ -194,6 +194,12 @@ def verify_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> d
     return _run(self, Step.VERIFY, gateway, key, ref)
 
 
+@app.task(name="supervisor.redeliver_session", bind=True)
+def redeliver_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """Send again the messages our reset of a held lane dropped (held_messages = redeliver)."""
+    return _run(self, Step.REDELIVER, gateway, key, ref)
+
+
 @app.task(name="supervisor.escalate_session", bind=True)
 def escalate_session(self: Task, gateway: str, key: str, ref: dict[str, Any]) -> dict[str, Any]:
     """Attempts exhausted: page once and keep hands off until it heals or is cleared."""
@@ -204,6 +210,7 @@ STEP_TASKS: dict[Step, Task] = {
     Step.ABORT: abort_session,
     Step.RESET: reset_session,
     Step.VERIFY: verify_session,
+    Step.REDELIVER: redeliver_session,
     Step.ESCALATE: escalate_session,
 }
 

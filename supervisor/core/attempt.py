@@ -32,6 +32,8 @@ class AttemptRef(BaseModel):
     after: str | None = None
     #: a live_overdue row left `running` after an abort is probed; then reset like a zombie
     probed: bool = False
+    #: a reset of a held lane: when the oldest message it dropped was sent (gateway ms)
+    held_since_ms: float | None = None
     #: ESCALATE only: which page ("escalated": attempts exhausted; "flapping": heal budget)
     escalation: str = "escalated"
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from supervisor.core.attempt import AttemptRef
@@ -41,6 +42,8 @@ class Step(StrEnum):
     ABORT = "abort"
     RESET = "reset"
     VERIFY = "verify"
+    #: `held_messages = "redeliver"`: send the messages our reset dropped again, after verify
+    REDELIVER = "redeliver"
     ESCALATE = "escalate"
 
 
@@ -144,9 +147,29 @@ class Answered:
     collided: bool = False
     #: the answer is another delivery's, read from its step claim: this one sent nothing
     resumed: bool = False
+    #: a reset of a held lane: when the oldest held message was sent (gateway ms), if read
+    held_since_ms: float | None = None
 
 
-Observation = Found | Read | Answered
+@dataclass(frozen=True)
+class Redelivered:
+    """What the redeliver step did with the messages our reset dropped (counts by outcome)."""
+
+    #: sent again (or found already sent again by an earlier delivery)
+    sent: int = 0
+    #: waited longer than `redeliver_max_age`: reported, not sent
+    too_old: int = 0
+    #: their text could not be read before the reset (no chat.history, or not listed)
+    unreadable: int = 0
+    #: the gateway shows them answered or still queued: nothing was lost, nothing sent
+    not_lost: int = 0
+    #: the send failed (the gateway refused it or did not answer)
+    failed: int = 0
+    #: when the oldest of them was sent by its user (gateway ms), when known
+    since_ms: float | None = None
+
+
+Observation = Found | Read | Answered | Redelivered
 
 
 # -- the one function -------------------------------------------------------------------------
@@ -160,11 +183,13 @@ def next_action(
         return _found(observation, policy, now_ms)
     if attempt is None:
         raise ValueError(f"{type(observation).__name__} needs the attempt it belongs to")
+    if isinstance(observation, Redelivered):
+        return _redelivered(attempt, observation)
     if isinstance(observation, Read):
         if observation.step is Step.ESCALATE:
             raise ValueError("the escalate step reads nothing: it pages")
         if observation.step is Step.VERIFY:
-            return _verify(attempt, observation)
+            return _verify(attempt, observation, policy)
         return _final_read(attempt, observation, policy)
     return _answered(attempt, observation)
 
@@ -287,7 +312,11 @@ def _answered(attempt: AttemptRef, answered: Answered) -> Action:
         )
     if answer in NOT_SENT:
         return Action(Kind.STOP, answer or "", f"{step.value} not sent: {answer}")
-    action = _after_abort(attempt, answer) if step is Step.ABORT else _after_reset(attempt, answer)
+    action = (
+        _after_abort(attempt, answer)
+        if step is Step.ABORT
+        else _after_reset(attempt, answer, answered.held_since_ms)
+    )
     if answered.resumed and action.kind is Kind.NEXT and answer is not None:
         return Action(
             Kind.NEXT,
@@ -341,7 +370,7 @@ def _after_abort(attempt: AttemptRef, answer: str | None) -> Action:
     )
 
 
-def _after_reset(attempt: AttemptRef, answer: str | None) -> Action:
+def _after_reset(attempt: AttemptRef, answer: str | None, held_since_ms: float | None) -> Action:
     if answer is None:
         return Action(
             Kind.NEXT,
@@ -362,32 +391,89 @@ def _after_reset(attempt: AttemptRef, answer: str | None) -> Action:
         "cannot_reset": "neither sessions.reset nor /new is allowed on this connection",
     }
     reason = reasons.get(answer, f"reset answered {answer!r}")
+    update: dict[str, object] = {"after": answer}
     if answer in ("reset", "new_sent") and attempt.verdict == VerdictKind.HELD.value:
         # 2026.9.6 drops the messages held behind the dead lane with it (measured): say so
         reason += (
             f"; it dropped {len(attempt.run_ids)} message(s) held behind the dead lane "
-            f"(runs {', '.join(attempt.run_ids)})"
+            f"(runs {', '.join(attempt.run_ids)}), waiting since {_since(held_since_ms)}"
         )
+        update["held_since_ms"] = held_since_ms
     return Action(
         Kind.NEXT,
         answer,
         reason,
         step=Step.VERIFY,
         settle=True,
-        update={"after": answer},
+        update=update,
     )
 
 
-def _verify(attempt: AttemptRef, read: Read) -> Action:
+def _since(ms: float | None) -> str:
+    if ms is None:
+        return "an unknown time (the gateway did not say)"
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def dropped_held(attempt: AttemptRef) -> bool:
+    """Whether our own reset (or /new) threw away messages held behind the dead lane."""
+    return (
+        attempt.verdict == VerdictKind.HELD.value
+        and bool(attempt.run_ids)
+        and attempt.after in ("reset", "new_sent")
+        and not attempt.dry_run
+    )
+
+
+def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -> Action:
+    if dropped_held(attempt):
+        if policy.held_messages == "redeliver" and listed:
+            return Action(
+                Kind.NEXT,
+                "healed",
+                f"{reason}; redelivering the {len(attempt.run_ids)} message(s) the reset dropped",
+                step=Step.REDELIVER,
+            )
+        # report: one page says whose messages went unanswered, so a person can follow up
+        return Action(
+            Kind.CLOSE,
+            "healed",
+            f"{reason}; the reset dropped {len(attempt.run_ids)} held message(s): reported",
+            healed=True,
+            page="messages_dropped",
+        )
+    return Action(Kind.CLOSE, "healed", reason, healed=True)
+
+
+def _redelivered(attempt: AttemptRef, done: Redelivered) -> Action:
+    parts = [f"{n} {what}" for n, what in (
+        (done.sent, "redelivered"), (done.too_old, "too old to redeliver"),
+        (done.unreadable, "not readable"), (done.not_lost, "not lost"),
+        (done.failed, "failed to send"),
+    ) if n]  # fmt: skip
+    reason = f"held message(s): {', '.join(parts) or 'none recorded'}"
+    lost = done.too_old + done.unreadable + done.failed
+    return Action(
+        Kind.CLOSE,
+        "redelivered" if done.sent and not lost else "not_redelivered" if lost else "healed",
+        reason,
+        healed=True,
+        # what we dropped and could not give back is a person's to follow up
+        page="messages_dropped" if lost else None,
+    )
+
+
+def _verify(attempt: AttemptRef, read: Read, policy: Policy) -> Action:
     now = read.now
     if now is None:
         if not read.absence_confirmed:
             return Action(Kind.CONFIRM, reason="not listed: reading once more before closing")
-        return Action(
-            Kind.CLOSE, "healed", "no longer listed (confirmed by a second read)", healed=True
+        return _healed(
+            attempt, "no longer listed (confirmed by a second read)", policy, listed=False
         )
     if is_healthy(now):
-        return Action(Kind.CLOSE, "healed", f"{now.kind.value}: {now.reason}", healed=True)
+        return _healed(attempt, f"{now.kind.value}: {now.reason}", policy, listed=True)
     same = compare(attempt.detected(), now) is Binding.SAME
     if same and attempt.verdict == VerdictKind.LIVE_OVERDUE.value and not attempt.probed:
         # 2026.3.24 leaves the row `running` after aborting a live run: probe it

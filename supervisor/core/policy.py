@@ -7,6 +7,7 @@ A value type only: no files, no environment, no paging.
 from __future__ import annotations
 
 import fnmatch
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,19 @@ class Policy(BaseModel):
         description="A message held behind a lane running since before the boot (verdict "
         "held) this long means the lane is dead: it is reset (never aborted, which would drop "
         "the message's run). A restart replay shows that shape for seconds only.",
+    )
+    held_messages: Literal["report", "redeliver"] = Field(
+        "report",
+        description="What happens to the messages a reset drops from behind a dead lane "
+        "(2026.9.6 throws them away unanswered, measured): `report` records each (run id, "
+        "waiting since) in the audit, `heal --json`, status and one page; `redeliver` also "
+        "keeps its text (read with chat.history) and sends it again, once, after verify says "
+        "healed.",
+    )
+    redeliver_max_age: Duration = Field(
+        3600.0,
+        description="`redeliver` never sends a held message again that has waited longer "
+        "than this: it is reported instead (an answer hours late may do more harm than good).",
     )
     lane_timeout: Duration = Field(
         7200.0,

@@ -246,6 +246,8 @@ class SeverityMap(BaseModel):
     escalated: Severity = "error"
     unreachable: Severity = "critical"
     breaker_open: Severity = "critical"
+    #: users' messages a reset dropped and that were not sent again: someone should answer them
+    messages_dropped: Severity = "warning"
 
     def for_kind(self, kind: str) -> Severity:
         """The kind's severity; `error` for a kind this version does not know."""

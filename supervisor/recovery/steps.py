@@ -26,6 +26,7 @@ from supervisor.core.ladder import (
     Answered,
     Kind,
     Read,
+    Redelivered,
     Step,
     counts_toward_budget,
     next_action,
@@ -45,9 +46,17 @@ from supervisor.gateway.client import GatewayClient
 from supervisor.gateway.models import ADMIN_SCOPE
 from supervisor.recovery.closing import close_episode
 from supervisor.recovery.context import Engine, session_dedup_key
+from supervisor.recovery.held import (
+    LOST_STATES,
+    held_messages,
+    idempotency_key,
+    oldest,
+    pending_inputs,
+)
 from supervisor.recovery.models import NextStep, StepResult
 from supervisor.scan import view_of
 from supervisor.state.episodes import OpenEpisode
+from supervisor.state.held import HeldMessage
 from supervisor.state.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -124,6 +133,8 @@ class Steps:
                 result = self._escalate(ref)
             elif step is Step.VERIFY:
                 result = asyncio.run(self._verify(ref))
+            elif step is Step.REDELIVER:
+                result = asyncio.run(self._redeliver(ref))
             else:
                 result = asyncio.run(self._mutate(step, ref))
         except LeaseLost as exc:
@@ -227,6 +238,8 @@ class Steps:
                 self._release(ref)
             if action.page == "collided":
                 self._page_collision(ref, step, action.reason)
+            elif action.page == "messages_dropped":
+                self._page_dropped(ref, step, action.reason)
             return self._result(ref, step, action.outcome, action.reason)
         # STOP (and anything unexpected, which must never act)
         if action.release:
@@ -250,6 +263,36 @@ class Steps:
                 "detail": reason,
             },
         )
+
+    def _page_dropped(self, ref: AttemptRef, step: Step, reason: str) -> None:
+        """One page per recovery whose reset threw away users' messages that we could not give
+        back: who wrote, how many, since when, and where the story is."""
+        metrics.escalated("messages_dropped")
+        held = self._held(ref)
+        self.engine.pager.trigger(
+            f"{session_dedup_key(ref.gateway, ref.key)}/messages_dropped/{ref.recovery_id}",
+            gateway=ref.gateway,
+            key=ref.key,
+            kind="messages_dropped",
+            details={
+                "gateway": ref.gateway,
+                "key": ref.key,
+                "step": step.value,
+                "recovery_id": ref.recovery_id,
+                "dropped": len(ref.run_ids),
+                "run_ids": ", ".join(ref.run_ids),
+                "waiting_since_ms": ref.held_since_ms or oldest(held or []),
+                "detail": reason,
+                "story": f"lane-supervisor audit --gateway {ref.gateway} --key {ref.key}",
+            },
+        )
+
+    def _held(self, ref: AttemptRef) -> list[HeldMessage] | None:
+        try:
+            return self.engine.store.held.load(ref.recovery_id)
+        except StateError as exc:
+            log.warning("held messages not read: %s", exc)
+            return None
 
     # -- mutating steps ----------------------------------------------------------------------
 
@@ -275,9 +318,12 @@ class Steps:
                     if wait_s is None:
                         wait_s = policy.call_timeout + 5
                     answer = await self._await_answer(ref, name, wait_s)
-                observed = Answered(step, answer, resumed=True)
+                held = self._held(ref) if step is Step.RESET else None
+                since = oldest(held) if held else None
+                observed = Answered(step, answer, resumed=True, held_since_ms=since)
                 return self._follow(ref, step, self._decide(ref, observed, policy))
             failpoints.hit("after_claim", step.value, _tag(ref))
+            held_since = await self._record_held(client, step, ref, policy)
             if not ref.dry_run:
                 engine.audit_strict(
                     gateway=ref.gateway,
@@ -326,8 +372,23 @@ class Steps:
                     ref.gateway, ref.key, ref.recovery_id,
                     now_ms=engine.now_ms(), window_s=policy.heal_budget_window,
                 )  # fmt: skip
-        observed = Answered(step, sent.answer, collided=collided)
+        observed = Answered(step, sent.answer, collided=collided, held_since_ms=held_since)
         return self._follow(ref, step, self._decide(ref, observed, policy))
+
+    async def _record_held(
+        self, client: GatewayClient, step: Step, ref: AttemptRef, policy: Policy
+    ) -> float | None:
+        """Before a reset of a held lane: record the messages it will throw away (when each
+        was sent; its text too for `redeliver`). A record that cannot be written stops the
+        step like the audit intent does (StateError): no reset drops what we did not write."""
+        if step is not Step.RESET or ref.verdict != VerdictKind.HELD.value or not ref.run_ids:
+            return None
+        if ref.dry_run:
+            return None
+        listed = await pending_inputs(client, ref.key)
+        messages = held_messages(ref.run_ids, listed, keep_text=policy.held_messages == "redeliver")
+        self.engine.store.held.record(ref.recovery_id, messages, ttl_s=policy.redeliver_max_age)
+        return oldest(messages)
 
     @staticmethod
     async def _watch_sessions(client: GatewayClient) -> None:
@@ -341,7 +402,9 @@ class Steps:
         except GatewayCallError as exc:
             log.warning("%s: sessions.subscribe refused (%s); run events only", client.name, exc)
 
-    def _decide(self, ref: AttemptRef, observation: Read | Answered, policy: Policy) -> Action:
+    def _decide(
+        self, ref: AttemptRef, observation: Read | Answered | Redelivered, policy: Policy
+    ) -> Action:
         return next_action(ref, observation, policy, self.engine.now_ms())
 
     async def _send(
@@ -438,6 +501,73 @@ class Steps:
                 read = Read(Step.VERIFY, again, absence_confirmed=again is None)
                 action = self._decide(ref, read, policy)
         return self._follow(ref, Step.VERIFY, action)
+
+    # -- redeliver ---------------------------------------------------------------------------
+
+    async def _redeliver(self, ref: AttemptRef) -> StepResult:
+        """Send again, in order and once each, the messages our reset threw away.
+
+        Only a message the gateway itself shows lost (pending input `interrupted`) is sent: one
+        answered or still queued was not lost. Each send carries an idempotency key made from
+        its run id (a second send with it runs nothing) and claims `(recovery, run id)` first,
+        so a redelivered task, or two workers, send each message once.
+        """
+        engine = self.engine
+        spec = engine.spec(ref.gateway)
+        policy = spec.policy
+        held = self._held(ref) or [HeldMessage(run_id=r) for r in ref.run_ids]
+        sent = too_old = unreadable = not_lost = failed = 0
+        # still ours? (fenced: a holder that lost the lease sends nothing; LeaseLost ends it)
+        engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)
+        now_ms = engine.now_ms()
+        async with GatewayClient(spec, engine.identity) as client:
+            listed = await pending_inputs(client, ref.key)
+            for message in held:
+                item = (listed or {}).get(message.run_id)
+                state = item.get("state") if item is not None else None
+                if message.text is None or item is None:
+                    unreadable += 1
+                    continue
+                if state not in LOST_STATES:
+                    not_lost += 1
+                    continue
+                if (
+                    message.sent_at_ms is None
+                    or now_ms - message.sent_at_ms > policy.redeliver_max_age * 1000
+                ):
+                    too_old += 1
+                    continue
+                name = f"redeliver-{message.run_id}"
+                claim = engine.store.episodes.claim_step(
+                    ref.recovery_id, name, engine.owner_prefix + ref.recovery_id
+                )
+                if claim.state == "done":
+                    sent += claim.answer == "sent"
+                    failed += claim.answer != "sent"
+                    continue
+                # new, or claimed by a delivery that died: the idempotency key makes it safe
+                failpoints.hit("before_send", Step.REDELIVER.value, _tag(ref))
+                try:
+                    await client.call(
+                        "sessions.send",
+                        {
+                            "key": ref.key,
+                            "message": message.text,
+                            "idempotencyKey": idempotency_key(ref.gateway, message.run_id),
+                        },
+                    )
+                except GatewayCallError as exc:
+                    log.warning("%s %s: redelivery refused: %s", ref.gateway, ref.key, exc)
+                    engine.store.episodes.finish_step(ref.recovery_id, name, "refused")
+                    failed += 1
+                    continue
+                engine.store.episodes.finish_step(ref.recovery_id, name, "sent")
+                sent += 1
+        done = Redelivered(
+            sent=sent, too_old=too_old, unreadable=unreadable, not_lost=not_lost,
+            failed=failed, since_ms=oldest(held),
+        )  # fmt: skip
+        return self._follow(ref, Step.REDELIVER, self._decide(ref, done, policy))
 
     def give_up(self, step: Step, ref: AttemptRef, deliveries: int) -> StepResult:
         """A step that crashed its worker `deliveries` times: stop redelivering, escalate once.

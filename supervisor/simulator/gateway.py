@@ -91,6 +91,9 @@ class Line:
             methods += PAIRING_METHODS
         if self.lanes:
             methods.append("diagnostics.lanes")
+        if self.holds_messages:
+            # older lines have chat.history too, but without `pendingInputs` (package source)
+            methods.append("chat.history")
         return methods
 
 
@@ -179,6 +182,9 @@ class SimSession:
     held_runs: list[str] = field(default_factory=list)
     #: the text of each held message, by run id
     held_text: dict[str, str] = field(default_factory=dict)
+    #: 2026.9.6 `chat.history` `pendingInputs` items: every message that waited behind the
+    #: lane, `queued`, then `interrupted` when a reset threw it away or `consumed` when it ran
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     #: reconciling lines: when the restart marks this interrupted row `failed` (gateway ms)
     reconcile_at: float | None = None
     last_run_id: str | None = None
@@ -278,6 +284,8 @@ class SimGateway:
         self.pending_pairings: dict[str, PairingRequest] = {}
         #: messages a reset threw away while they waited behind a dead lane (2026.9.6)
         self.dropped_messages: list[DroppedMessage] = []
+        #: idempotency keys of the sends this gateway took (a second one runs nothing)
+        self.idempotency_keys: set[str] = set()
         self.fault = FaultMode.NONE
         self.delay_s = 0.0
         self.boot_ms = self.now_ms() - uptime_s * 1000
@@ -350,12 +358,28 @@ class SimGateway:
         return s
 
     def _finish(self, s: SimSession, status: str) -> None:
+        self._settle_inputs(s, "consumed")
         s.status, s.live_run, s.held_runs, s.finishes_at = status, None, [], None
         s.held_text, s.reconcile_at = {}, None
         s.ended_at = s.updated_at = self.now_ms()
 
     def _run_id(self) -> str:
         return f"run-{uuid.uuid4().hex[:12]}"
+
+    def _hold(self, s: SimSession, run: str, message: str) -> None:
+        s.held_runs.append(run)
+        s.held_text[run] = message
+        s.inputs.append({
+            "id": str(uuid.uuid4()), "acceptedAt": int(self.now_ms()), "state": "queued",
+            "message": {"role": "user", "content": message, "timestamp": int(self.now_ms())},
+            "runId": run,
+        })  # fmt: skip
+
+    @staticmethod
+    def _settle_inputs(s: SimSession, state: str) -> None:
+        for item in s.inputs:
+            if item["state"] == "queued":
+                item["state"] = state
 
     # -- building scenarios ------------------------------------------------------------------
 
@@ -502,6 +526,7 @@ class SimGateway:
             "sessions.send": (self._send, "operator.write"),
             "sessions.subscribe": (lambda params, scopes: {"subscribed": True}, "operator.read"),
             "diagnostics.lanes": (self._lanes, "operator.read"),
+            "chat.history": (self._history, "operator.read"),
             "device.pair.list": (self._pair_list, "operator.pairing"),
             "device.pair.approve": (self._pair_approve, "operator.pairing"),
         }.get(method)
@@ -585,6 +610,26 @@ class SimGateway:
             "totalCount": len(rows),
         }
 
+    def _history(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+        """2026.9.6's `chat.history`: the transcript and, in `pendingInputs`, what waited
+        behind the lane (20 a page at most, like the real one)."""
+        allowed = {"sessionKey", "agentId", "limit", "maxChars", "maxBytes", "cursor", "offset"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise SimError("INVALID_REQUEST", f"unexpected property {sorted(unknown)[0]!r}")
+        s = self.sessions.get(str(params.get("sessionKey")))
+        if s is None:
+            raise SimError("INVALID_REQUEST", "session not found")
+        limit = params.get("limit", 200)
+        limit = min(limit if isinstance(limit, int) and limit > 0 else 200, 20)
+        items = [dict(i) for i in s.inputs[-limit:]]
+        return {
+            "sessionKey": s.key,
+            "sessionId": s.session_id,
+            "messages": [{"role": "user", "content": t} for t in s.transcript[-limit:]],
+            "pendingInputs": {"items": items, "total": len(s.inputs)},
+        }
+
     def _get(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         return {"session": self.row(self._session(params, {"key"}))}
 
@@ -616,6 +661,7 @@ class SimGateway:
                 DroppedMessage(s.key, run, s.held_text.get(run, ""), self.now_ms())
             )
         s.held_text = {}
+        self._settle_inputs(s, "interrupted")
         s.reconcile_at = None
         s.status, s.started_at, s.ended_at = None, None, None
         s.live_run, s.held_runs, s.finishes_at = None, [], None
@@ -646,7 +692,14 @@ class SimGateway:
         message = params.get("message")
         if not isinstance(message, str):
             raise SimError("INVALID_REQUEST", "invalid params: message required")
-        run = self._run_id()
+        idem = params.get("idempotencyKey")
+        if isinstance(idem, str) and idem in self.idempotency_keys:
+            # a second send with the same key runs nothing (measured on 2026.9.6)
+            self._record(s, "sessions.send", params, "deduplicated")
+            return {"runId": idem, "status": "in_flight"}
+        run = idem if isinstance(idem, str) and idem else self._run_id()
+        if isinstance(idem, str) and idem:
+            self.idempotency_keys.add(idem)
         s.transcript.append(message)
         if message.strip() in {"/new", "/reset"}:
             if self.version is Version.V2026_9_6 and "operator.admin" not in scopes:
@@ -659,15 +712,13 @@ class SimGateway:
         zombie = s.status == "running" and not s.live_run and not s.held_runs
         if self.line.holds_messages and zombie:
             # the gateway's own replay of the interrupted turn holds the message
-            s.held_runs.append(run)
-            s.held_text[run] = message
+            self._hold(s, run, message)
             s.updated_at = self.now_ms()
             self._record(s, "sessions.send", params, "held")
             self._announce(s, run, held=True)
         elif s.live_run or s.held_runs:
             if self.line.holds_messages:
-                s.held_runs.append(run)
-                s.held_text[run] = message
+                self._hold(s, run, message)
             self._record(s, "sessions.send", params, "queued")
         else:
             now = self.now_ms()

@@ -27,6 +27,10 @@ per gateway and live as long as the deployment):
     ls:step:<recovery id>:<step>              "started|<owner>" then "done|<answer>", SET NX:
                                               one step of one attempt runs once however often
                                               Celery delivers it; EX = 24 h (episodes.py)
+    ls:held:<recovery id>                     JSON list: the messages a reset of a held lane
+                                              dropped (run id, sent at, text only with
+                                              held_messages = "redeliver"); EX = 24 h and at
+                                              least redeliver_max_age (held.py)
     ls:step:<task id>:deliveries              INCR: how often one task was delivered; EX = 24 h
     ls:gw:<gateway>                           hash of JSON values: protocol, boot_marker,
                                               boot_seen_ms, last_scan_ms, last_error(_kind),
@@ -116,6 +120,9 @@ class Keys:
 
     def step_claim(self, recovery_id: str, step: str) -> str:
         return self._key("step", recovery_id, step)
+
+    def held(self, recovery_id: str) -> str:
+        return self._key("held", recovery_id)
 
     def gateway_state(self, gateway: str) -> str:
         return self._key("gw", gateway)

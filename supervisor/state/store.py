@@ -24,6 +24,7 @@ from supervisor.state.audit import DEFAULT_MAXLEN, AuditLog
 from supervisor.state.budgets import Budgets
 from supervisor.state.connection import describe, make_client, translate_errors
 from supervisor.state.episodes import Episodes
+from supervisor.state.held import HeldMessages
 from supervisor.state.incidents import Incidents
 from supervisor.state.keys import DEFAULT_PREFIX, Keys
 from supervisor.state.leases import Leases
@@ -66,6 +67,7 @@ class StateStore:
         self.budgets = Budgets(client, self.keys)
         self.incidents = Incidents(client, self.keys)
         self.silences = Silences(client, self.keys)
+        self.held = HeldMessages(client, self.keys)
 
     @classmethod
     def from_url(

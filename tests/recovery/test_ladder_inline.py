@@ -270,7 +270,7 @@ def test_boot_grace_leaves_a_fresh_boot_to_the_gateway(rig: Rig) -> None:
 
 
 def test_steps_never_use_a_step_for_something_else() -> None:
-    assert {s.value for s in Step} == {"abort", "reset", "verify", "escalate"}
+    assert {s.value for s in Step} == {"abort", "reset", "verify", "redeliver", "escalate"}
 
 
 def test_heal_reports_progress_once_per_gateway(rig: Rig) -> None:
