@@ -14,6 +14,7 @@ from supervisor.core.ladder import (
     Found,
     Kind,
     Read,
+    Redelivered,
     Step,
     compare,
     counts_toward_budget,
@@ -329,3 +330,66 @@ def test_compare(now: Verdict, binding: Binding) -> None:
 )
 def test_what_spends_the_heal_budget(step: Step, answer: str, counts: bool) -> None:
     assert counts_toward_budget(step, answer) is counts
+
+
+# -- held messages: report, redeliver ---------------------------------------------------------
+
+REDELIVER = Policy(held_messages="redeliver")
+
+
+def held_reset(**kw: object) -> AttemptRef:
+    v = verdict(VerdictKind.HELD, runs=("m1", "m2"), overdue=True)
+    ref = AttemptRef.of("gw", v, recovery_id="r1", attempt=1, lease_token=7, dry_run=False)
+    return ref.model_copy(update={"after": "reset", **kw})
+
+
+@pytest.mark.parametrize(
+    ("ref", "policy", "kind", "step", "page"),
+    [
+        # report (the default): closed healed, one page names the dropped messages
+        (held_reset(), POLICY, Kind.CLOSE, None, "messages_dropped"),
+        (held_reset(after="new_sent"), POLICY, Kind.CLOSE, None, "messages_dropped"),
+        # redeliver: healed, then the redeliver step
+        (held_reset(), REDELIVER, Kind.NEXT, Step.REDELIVER, None),
+        # nothing of ours dropped them: no reset by us, a dry run, no held runs
+        (held_reset(after=None), REDELIVER, Kind.CLOSE, None, None),
+        (held_reset(dry_run=True), REDELIVER, Kind.CLOSE, None, None),
+        (held_reset(run_ids=()), REDELIVER, Kind.CLOSE, None, None),
+        (attempt(VerdictKind.ZOMBIE, after="reset"), REDELIVER, Kind.CLOSE, None, None),
+    ],
+)
+def test_verify_healed_after_dropping_held_messages(
+    ref: AttemptRef, policy: Policy, kind: Kind, step: Step | None, page: str | None
+) -> None:
+    action = next_action(ref, Read(Step.VERIFY, verdict(VerdictKind.IDLE)), policy, NOW)
+    assert (action.kind, action.step, action.page) == (kind, step, page)
+
+
+def test_a_session_gone_after_a_held_reset_cannot_be_redelivered_to_and_is_reported() -> None:
+    read = Read(Step.VERIFY, None, absence_confirmed=True)
+    action = next_action(held_reset(), read, REDELIVER, NOW)
+    assert (action.kind, action.healed, action.page) == (Kind.CLOSE, True, "messages_dropped")
+
+
+@pytest.mark.parametrize(
+    ("done", "outcome", "page"),
+    [
+        (Redelivered(sent=2), "redelivered", None),
+        (Redelivered(sent=1, too_old=1), "not_redelivered", "messages_dropped"),
+        (Redelivered(unreadable=2), "not_redelivered", "messages_dropped"),
+        (Redelivered(sent=1, failed=1), "not_redelivered", "messages_dropped"),
+        (Redelivered(not_lost=2), "healed", None),
+    ],
+)
+def test_redelivered(done: Redelivered, outcome: str, page: str | None) -> None:
+    action = next_action(held_reset(), done, REDELIVER, NOW)
+    assert (action.kind, action.outcome, action.page, action.healed) == (
+        Kind.CLOSE, outcome, page, True,
+    )  # fmt: skip
+
+
+def test_the_held_reset_says_since_when_and_verify_keeps_it() -> None:
+    ref = held_reset(after=None)
+    action = next_action(ref, Answered(Step.RESET, "reset", held_since_ms=NOW), POLICY, NOW)
+    assert "waiting since 2027-01-15T08:00:00Z" in action.reason
+    assert action.update["held_since_ms"] == NOW

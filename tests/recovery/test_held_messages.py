@@ -172,3 +172,27 @@ def test_a_zombie_without_held_messages_heals_as_before(rig: Rig) -> None:
         (KEY, "abort", "no_active_run"), (KEY, "reset", "reset"), (KEY, "verify", "healed"),
     ]  # fmt: skip
     assert rig.pager.triggers == []
+
+
+def test_a_text_the_gateway_cut_or_an_attachment_is_never_resent_in_part(rig: Rig) -> None:
+    gw = held(rig)
+    cut, attached = gw.sessions[KEY].inputs
+    cut["message"] = {**cut["message"], "__openclaw": {"truncated": True, "reason": "oversized"}}
+    attached["message"] = {
+        **attached["message"],
+        "content": [{"type": "text", "text": "see this:"}, {"type": "image", "url": "x"}],
+    }
+    actions = run_ladder(rig.engine('held_after = "0s"\nheld_messages = "redeliver"\n'), "gw")
+    step = next(a for a in actions if a.step == "redeliver")
+    assert step.outcome == "not_redelivered" and "2 not readable" in step.detail
+    assert resent(gw) == []
+
+
+def test_text_parts_are_resent_whole(rig: Rig) -> None:
+    gw = held(rig, texts=("one",))
+    (item,) = gw.sessions[KEY].inputs
+    item["message"] = {**item["message"], "content": [
+        {"type": "text", "text": "first half, "}, {"type": "text", "text": "second half"},
+    ]}  # fmt: skip
+    run_ladder(rig.engine('held_after = "0s"\nheld_messages = "redeliver"\n'), "gw")
+    assert [p["message"] for p in resent(gw)] == ["first half, second half"]
