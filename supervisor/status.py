@@ -18,6 +18,7 @@ def gateway_status(store: StateStore, names: list[str] | None) -> list[dict[str,
         state = store.episodes.gateway_state(name)
         episodes = store.episodes.open_episodes(name)
         reachable = None if state.last_scan_ms is None else state.failures == 0
+        dropped = store.held.recent(name, now_ms=now_ms)
         rows.append(
             {
                 "name": name,
@@ -33,6 +34,10 @@ def gateway_status(store: StateStore, names: list[str] | None) -> list[dict[str,
                 else round((now_ms - state.last_scan_ms) / 1000, 1),
                 "last_error": state.last_error,
                 "last_error_kind": state.last_error_kind,
+                # users' messages our resets dropped from behind dead lanes, the last 24 h
+                "messages_dropped_24h": sum(d.dropped for d in dropped),
+                "messages_redelivered_24h": sum(d.redelivered for d in dropped),
+                "messages_dropped": [d.model_dump(mode="json") for d in dropped],
             }
         )
     return rows
@@ -42,7 +47,7 @@ def render_status(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="lane-supervisor status", title_justify="left")
     for col in (
         "gateway", "reachable", "protocol", "sessions", "recovering", "escalated",
-        "breakers", "last scan", "error",
+        "breakers", "dropped 24h", "last scan", "error",
     ):  # fmt: skip
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -63,7 +68,17 @@ def render_status(rows: list[dict[str, Any]]) -> Table:
             str(r["recovering"]),
             f"[red]{r['escalated']}[/]" if r["escalated"] else "0",
             "[red]" + ", ".join(breakers) + "[/]" if breakers else "-",
+            _dropped(r),
             "-" if r["last_scan_age_s"] is None else f"{r['last_scan_age_s']:.0f}s ago",
             r["last_error"] or "",
         )
     return table
+
+
+def _dropped(row: dict[str, Any]) -> str:
+    dropped, again = row["messages_dropped_24h"], row["messages_redelivered_24h"]
+    if not dropped:
+        return "-"
+    lost = dropped - again
+    text = f"{dropped} ({again} redelivered)" if again else str(dropped)
+    return f"[yellow]{text}[/]" if lost else text

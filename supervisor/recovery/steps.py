@@ -29,6 +29,7 @@ from supervisor.core.ladder import (
     Redelivered,
     Step,
     counts_toward_budget,
+    dropped_held,
     next_action,
 )
 from supervisor.core.policy import Policy
@@ -56,7 +57,7 @@ from supervisor.recovery.held import (
 from supervisor.recovery.models import NextStep, StepResult
 from supervisor.scan import view_of
 from supervisor.state.episodes import OpenEpisode
-from supervisor.state.held import HeldMessage
+from supervisor.state.held import DroppedSummary, HeldMessage
 from supervisor.state.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class Steps:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._redelivered_count = 0
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -236,6 +238,8 @@ class Steps:
                 )  # fmt: skip
             elif lease is not None:
                 self._release(ref)
+            if dropped_held(ref):
+                self._note_dropped(ref, step, action)
             if action.page == "collided":
                 self._page_collision(ref, step, action.reason)
             elif action.page == "messages_dropped":
@@ -283,9 +287,23 @@ class Steps:
                 "run_ids": ", ".join(ref.run_ids),
                 "waiting_since_ms": ref.held_since_ms or oldest(held or []),
                 "detail": reason,
-                "story": f"lane-supervisor audit --gateway {ref.gateway} --key {ref.key}",
+                "story": f"lane-supervisor audit --gateway {ref.gateway}",
             },
         )
+
+    def _note_dropped(self, ref: AttemptRef, step: Step, action: Action) -> None:
+        held = self._held(ref) or []
+        summary = DroppedSummary(
+            key=ref.key,
+            recovery_id=ref.recovery_id,
+            dropped=len(ref.run_ids),
+            redelivered=self._redelivered_count if step is Step.REDELIVER else 0,
+            since_ms=ref.held_since_ms or oldest(held),
+        )
+        try:
+            self.engine.store.held.note_closed(ref.gateway, summary, now_ms=self.engine.now_ms())
+        except StateError as exc:
+            log.warning("dropped messages not counted for status: %s", exc)
 
     def _held(self, ref: AttemptRef) -> list[HeldMessage] | None:
         try:
@@ -563,6 +581,7 @@ class Steps:
                     continue
                 engine.store.episodes.finish_step(ref.recovery_id, name, "sent")
                 sent += 1
+        self._redelivered_count = sent
         done = Redelivered(
             sent=sent, too_old=too_old, unreadable=unreadable, not_lost=not_lost,
             failed=failed, since_ms=oldest(held),

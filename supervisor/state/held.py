@@ -17,6 +17,20 @@ from supervisor.state.keys import Keys
 
 #: records outlive the attempt that wrote them (verify and redeliver come seconds later)
 MIN_TTL_S = 24 * 3600
+#: how far back `status` counts dropped and redelivered messages
+SUMMARY_WINDOW_S = 24 * 3600
+
+
+class DroppedSummary(BaseModel):
+    """One recovery whose reset dropped held messages, as `status` counts it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    recovery_id: str
+    dropped: int
+    redelivered: int = 0
+    since_ms: float | None = None
 
 
 class HeldMessage(BaseModel):
@@ -55,6 +69,34 @@ class HeldMessages:
         redis_key = self._keys.held(recovery_id)
         with translate_errors(self._where, f"write {redis_key}"):
             self._client.set(redis_key, _LIST.dump_json(messages), ex=int(max(ttl_s, MIN_TTL_S)))
+
+    def note_closed(self, gateway: str, summary: DroppedSummary, *, now_ms: float) -> None:
+        """Count one closed recovery that dropped messages (for `status`, last 24 h)."""
+        redis_key = self._keys.dropped(gateway)
+        window_ms = SUMMARY_WINDOW_S * 1000
+        with (
+            translate_errors(self._where, f"write {redis_key}"),
+            self._client.pipeline(transaction=True) as pipe,
+        ):
+            pipe.zadd(redis_key, {summary.model_dump_json(): now_ms})
+            pipe.zremrangebyscore(redis_key, "-inf", now_ms - window_ms)
+            pipe.pexpire(redis_key, window_ms)
+            pipe.execute()
+
+    def recent(self, gateway: str, *, now_ms: float) -> list[DroppedSummary]:
+        """The closed recoveries of the last 24 h that dropped messages, oldest first."""
+        redis_key = self._keys.dropped(gateway)
+        with translate_errors(self._where, f"read {redis_key}"):
+            raw = self._client.zrangebyscore(redis_key, now_ms - SUMMARY_WINDOW_S * 1000, "+inf")
+        out = []
+        for value in raw:
+            if not isinstance(value, str | bytes):
+                continue
+            try:
+                out.append(DroppedSummary.model_validate_json(value))
+            except ValueError:
+                continue  # a foreign value: skip it rather than fail `status`
+        return out
 
     def load(self, recovery_id: str) -> list[HeldMessage] | None:
         """The recorded messages, oldest first; None when nothing was recorded."""

@@ -31,6 +31,10 @@ per gateway and live as long as the deployment):
                                               dropped (run id, sent at, text only with
                                               held_messages = "redeliver"); EX = 24 h and at
                                               least redeliver_max_age (held.py)
+    ls:dropped:<gateway>                      zset: JSON {key, recovery_id, dropped,
+                                              redelivered, since_ms} -> close time ms, one per
+                                              recovery whose reset dropped held messages, the
+                                              last 24 h (status); PX = 24 h (held.py)
     ls:step:<task id>:deliveries              INCR: how often one task was delivered; EX = 24 h
     ls:gw:<gateway>                           hash of JSON values: protocol, boot_marker,
                                               boot_seen_ms, last_scan_ms, last_error(_kind),
@@ -120,6 +124,9 @@ class Keys:
 
     def step_claim(self, recovery_id: str, step: str) -> str:
         return self._key("step", recovery_id, step)
+
+    def dropped(self, gateway: str) -> str:
+        return self._key("dropped", gateway)
 
     def held(self, recovery_id: str) -> str:
         return self._key("held", recovery_id)

@@ -15,6 +15,7 @@ from supervisor.recovery.held import idempotency_key
 from supervisor.recovery.runtime import run_ladder
 from supervisor.recovery.steps import Steps
 from supervisor.simulator import SimGateway
+from supervisor.status import gateway_status
 from tests.recovery.conftest import Rig
 
 KEY = "agent:main:z"
@@ -59,6 +60,10 @@ def test_report_records_the_dropped_messages_and_pages_once(rig: Rig) -> None:
     records = rig.store.held.load(recovery_id)
     assert records is not None and [r.run_id for r in records] == list(runs)
     assert all(r.text is None and r.sent_at_ms for r in records)
+    (status,) = gateway_status(rig.store, ["gw"])
+    assert (status["messages_dropped_24h"], status["messages_redelivered_24h"]) == (2, 0)
+    assert status["messages_dropped"][0]["key"] == KEY
+    assert status["messages_dropped"][0]["since_ms"] == records[0].sent_at_ms
     for text in TEXTS:
         assert all(text not in str(v) for v in rig.store.client.mget(
             list(rig.store.client.scan_iter(match=rig.store.keys.all_keys()))
@@ -76,6 +81,8 @@ def test_redeliver_sends_each_dropped_message_again_once_in_order(rig: Rig) -> N
     assert [p["message"] for p in again] == list(TEXTS)
     assert [p["idempotencyKey"] for p in again] == [idempotency_key("gw", r) for r in runs]
     assert [k for _, k in rig.pager.triggers if k == "messages_dropped"] == []
+    (status,) = gateway_status(rig.store, ["gw"])
+    assert (status["messages_dropped_24h"], status["messages_redelivered_24h"]) == (2, 2)
     # the first redelivered message runs; the session is healthy and the episode closed
     assert gw.sessions[KEY].live_run == again[0]["idempotencyKey"]
     assert rig.store.episodes.open_episodes("gw") == {}

@@ -20,7 +20,7 @@ from supervisor.state import AuditRecord, StateStore
 from supervisor.state.attempts import DEFAULT_COUNTER_TTL_S
 from supervisor.state.episodes import DEFAULT_CLAIM_TTL_S, OpenEpisode
 from supervisor.state.held import MIN_TTL_S as HELD_MIN_TTL_S
-from supervisor.state.held import HeldMessage
+from supervisor.state.held import DroppedSummary, HeldMessage
 from supervisor.state.incidents import DEFAULT_OPEN_TTL_S, DEFAULT_RESOLVED_TTL_S
 
 GW, KEY, SID = "gw-1", "agent:main:telegram:group:-100", "sid-1"
@@ -91,6 +91,8 @@ def write_everything(store: StateStore) -> None:
     store.silences.silence(GW, SILENCE_S, "maintenance")
     store.silences.silence(f"{GW}/{KEY}", SILENCE_S, "known bug")
     store.held.record("rec-1", [HeldMessage(run_id="run-1", sent_at_ms=now)], ttl_s=3600)
+    summary = DroppedSummary(key=KEY, recovery_id="rec-1", dropped=1)
+    store.held.note_closed(GW, summary, now_ms=now)
 
 
 def expected_ttl_ms(store: StateStore, redis_key: str) -> int | None:
@@ -110,6 +112,7 @@ def expected_ttl_ms(store: StateStore, redis_key: str) -> int | None:
         "heals": HEAL_WINDOW_S * 1000,
         "flapping": HEAL_WINDOW_S * 1000,
         "held": HELD_MIN_TTL_S * 1000,
+        "dropped": HELD_MIN_TTL_S * 1000,
     }.get(kind)
 
 
