@@ -32,7 +32,9 @@ class AttemptRef(BaseModel):
     after: str | None = None
     #: a live_overdue row left `running` after an abort is probed; then reset like a zombie
     probed: bool = False
-    #: a reset of a held lane: when the oldest message it dropped was sent (gateway ms)
+    #: our reset: the run ids of the users' messages it dropped from behind the lane
+    dropped: tuple[str, ...] = ()
+    #: when the oldest of them was sent (gateway ms), if the gateway said
     held_since_ms: float | None = None
     #: ESCALATE only: which page ("escalated": attempts exhausted; "flapping": heal budget)
     escalation: str = "escalated"

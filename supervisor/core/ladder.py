@@ -147,7 +147,10 @@ class Answered:
     collided: bool = False
     #: the answer is another delivery's, read from its step claim: this one sent nothing
     resumed: bool = False
-    #: a reset of a held lane: when the oldest held message was sent (gateway ms), if read
+    #: a reset: the run ids of the users' messages waiting behind the lane when it was sent
+    #: (2026.9.6 drops them with the lane), recorded by the step right before
+    waiting: tuple[str, ...] = ()
+    #: when the oldest of them was sent (gateway ms), if the gateway said
     held_since_ms: float | None = None
 
 
@@ -315,7 +318,7 @@ def _answered(attempt: AttemptRef, answered: Answered) -> Action:
     action = (
         _after_abort(attempt, answer)
         if step is Step.ABORT
-        else _after_reset(attempt, answer, answered.held_since_ms)
+        else _after_reset(attempt, answer, answered.waiting, answered.held_since_ms)
     )
     if answered.resumed and action.kind is Kind.NEXT and answer is not None:
         return Action(
@@ -370,7 +373,12 @@ def _after_abort(attempt: AttemptRef, answer: str | None) -> Action:
     )
 
 
-def _after_reset(attempt: AttemptRef, answer: str | None, held_since_ms: float | None) -> Action:
+def _after_reset(
+    attempt: AttemptRef,
+    answer: str | None,
+    waiting: tuple[str, ...],
+    held_since_ms: float | None,
+) -> Action:
     if answer is None:
         return Action(
             Kind.NEXT,
@@ -392,12 +400,13 @@ def _after_reset(attempt: AttemptRef, answer: str | None, held_since_ms: float |
     }
     reason = reasons.get(answer, f"reset answered {answer!r}")
     update: dict[str, object] = {"after": answer}
-    if answer in ("reset", "new_sent") and attempt.verdict == VerdictKind.HELD.value:
+    if answer in ("reset", "new_sent") and waiting:
         # 2026.9.6 drops the messages held behind the dead lane with it (measured): say so
         reason += (
-            f"; it dropped {len(attempt.run_ids)} message(s) held behind the dead lane "
-            f"(runs {', '.join(attempt.run_ids)}), waiting since {_since(held_since_ms)}"
+            f"; it dropped {len(waiting)} message(s) held behind the dead lane "
+            f"(runs {', '.join(waiting)}), waiting since {_since(held_since_ms)}"
         )
+        update["dropped"] = waiting
         update["held_since_ms"] = held_since_ms
     return Action(
         Kind.NEXT,
@@ -418,12 +427,7 @@ def _since(ms: float | None) -> str:
 
 def dropped_held(attempt: AttemptRef) -> bool:
     """Whether our own reset (or /new) threw away messages held behind the dead lane."""
-    return (
-        attempt.verdict == VerdictKind.HELD.value
-        and bool(attempt.run_ids)
-        and attempt.after in ("reset", "new_sent")
-        and not attempt.dry_run
-    )
+    return bool(attempt.dropped) and attempt.after in ("reset", "new_sent") and not attempt.dry_run
 
 
 def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -> Action:
@@ -432,14 +436,15 @@ def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -
             return Action(
                 Kind.NEXT,
                 "healed",
-                f"{reason}; redelivering the {len(attempt.run_ids)} message(s) the reset dropped",
+                f"{reason}; redelivering the {len(attempt.dropped)} message(s) the reset dropped",
                 step=Step.REDELIVER,
             )
         # report: one page says whose messages went unanswered, so a person can follow up
         return Action(
             Kind.CLOSE,
             "healed",
-            f"{reason}; the reset dropped {len(attempt.run_ids)} held message(s): reported",
+            f"{reason}; the reset dropped {len(attempt.dropped)} held message(s), waiting since "
+            f"{_since(attempt.held_since_ms)}: reported",
             healed=True,
             page="messages_dropped",
         )

@@ -87,6 +87,26 @@ async def pending_inputs(client: GatewayClient, key: str) -> dict[str, Mapping[s
     return out
 
 
+def waiting_run_ids(listed: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """Run ids of the users' messages still waiting (`queued`), oldest first. The gateway's
+    own restart-recovery prompt is listed too (`provenance.kind` `internal_system`): it is
+    not a user's message, and resending it is the gateway's business."""
+    out = []
+    for run_id, item in (listed or {}).items():
+        message = item.get("message")
+        if item.get("state") != "queued" or not isinstance(message, Mapping):
+            continue
+        provenance = message.get("provenance")
+        if isinstance(provenance, Mapping) and str(provenance.get("kind", "")).startswith(
+            "internal"
+        ):
+            continue
+        if message.get("role") == "user":
+            out.append((item.get("acceptedAt"), run_id))
+    out.sort(key=lambda pair: pair[0] if isinstance(pair[0], int | float) else 0)
+    return [run_id for _, run_id in out]
+
+
 def held_messages(
     run_ids: tuple[str, ...],
     listed: Mapping[str, Mapping[str, Any]] | None,

@@ -53,6 +53,7 @@ from supervisor.recovery.held import (
     idempotency_key,
     oldest,
     pending_inputs,
+    waiting_run_ids,
 )
 from supervisor.recovery.models import NextStep, StepResult
 from supervisor.scan import view_of
@@ -283,8 +284,8 @@ class Steps:
                 "key": ref.key,
                 "step": step.value,
                 "recovery_id": ref.recovery_id,
-                "dropped": len(ref.run_ids),
-                "run_ids": ", ".join(ref.run_ids),
+                "dropped": len(ref.dropped),
+                "run_ids": ", ".join(ref.dropped),
                 "waiting_since_ms": ref.held_since_ms or oldest(held or []),
                 "detail": reason,
                 "story": f"lane-supervisor audit --gateway {ref.gateway}",
@@ -296,7 +297,7 @@ class Steps:
         summary = DroppedSummary(
             key=ref.key,
             recovery_id=ref.recovery_id,
-            dropped=len(ref.run_ids),
+            dropped=len(ref.dropped),
             redelivered=self._redelivered_count if step is Step.REDELIVER else 0,
             since_ms=ref.held_since_ms or oldest(held),
         )
@@ -336,12 +337,14 @@ class Steps:
                     if wait_s is None:
                         wait_s = policy.call_timeout + 5
                     answer = await self._await_answer(ref, name, wait_s)
-                held = self._held(ref) if step is Step.RESET else None
-                since = oldest(held) if held else None
-                observed = Answered(step, answer, resumed=True, held_since_ms=since)
+                held = (self._held(ref) or []) if step is Step.RESET else []
+                observed = Answered(
+                    step, answer, resumed=True, waiting=tuple(m.run_id for m in held),
+                    held_since_ms=oldest(held),
+                )  # fmt: skip
                 return self._follow(ref, step, self._decide(ref, observed, policy))
             failpoints.hit("after_claim", step.value, _tag(ref))
-            held_since = await self._record_held(client, step, ref, policy)
+            waiting = await self._record_held(client, step, ref, policy)
             if not ref.dry_run:
                 engine.audit_strict(
                     gateway=ref.gateway,
@@ -390,23 +393,34 @@ class Steps:
                     ref.gateway, ref.key, ref.recovery_id,
                     now_ms=engine.now_ms(), window_s=policy.heal_budget_window,
                 )  # fmt: skip
-        observed = Answered(step, sent.answer, collided=collided, held_since_ms=held_since)
+        observed = Answered(
+            step, sent.answer, collided=collided, waiting=tuple(m.run_id for m in waiting),
+            held_since_ms=oldest(waiting),
+        )  # fmt: skip
         return self._follow(ref, step, self._decide(ref, observed, policy))
 
     async def _record_held(
         self, client: GatewayClient, step: Step, ref: AttemptRef, policy: Policy
-    ) -> float | None:
-        """Before a reset of a held lane: record the messages it will throw away (when each
-        was sent; its text too for `redeliver`). A record that cannot be written stops the
-        step like the audit intent does (StateError): no reset drops what we did not write."""
-        if step is not Step.RESET or ref.verdict != VerdictKind.HELD.value or not ref.run_ids:
-            return None
-        if ref.dry_run:
-            return None
+    ) -> list[HeldMessage]:
+        """Before a reset: record the users' messages waiting behind the lane, which it will
+        throw away (when each was sent; its text too for `redeliver`).
+
+        Not only a `held` row's: on real 2026.9.6 a message sent to a zombie also waited in
+        `pendingInputs` while the row kept the zombie shape (`activeRunIds: []`), so every
+        reset looks. A record that cannot be written stops the step like the audit intent
+        does (StateError): no reset drops what we did not write down first."""
+        if step is not Step.RESET or ref.dry_run:
+            return []
         listed = await pending_inputs(client, ref.key)
-        messages = held_messages(ref.run_ids, listed, keep_text=policy.held_messages == "redeliver")
+        waiting = list(ref.run_ids) if ref.verdict == VerdictKind.HELD.value else []
+        waiting += [r for r in waiting_run_ids(listed) if r not in waiting]
+        if not waiting:
+            return []
+        messages = held_messages(
+            tuple(waiting), listed, keep_text=policy.held_messages == "redeliver"
+        )
         self.engine.store.held.record(ref.recovery_id, messages, ttl_s=policy.redeliver_max_age)
-        return oldest(messages)
+        return messages
 
     @staticmethod
     async def _watch_sessions(client: GatewayClient) -> None:
@@ -533,7 +547,7 @@ class Steps:
         engine = self.engine
         spec = engine.spec(ref.gateway)
         policy = spec.policy
-        held = self._held(ref) or [HeldMessage(run_id=r) for r in ref.run_ids]
+        held = self._held(ref) or [HeldMessage(run_id=r) for r in ref.dropped]
         sent = too_old = unreadable = not_lost = failed = 0
         # still ours? (fenced: a holder that lost the lease sends nothing; LeaseLost ends it)
         engine.store.leases.extend(_lease(engine, ref), engine.lease_ttl_ms)

@@ -275,6 +275,10 @@ class SimGateway:
         self.grant_admin = grant_admin
         #: how long a normal message's run takes; None: runs hang (a fake model that never answers)
         self.run_duration_s = run_duration_s
+        #: 2026.9.6 lists a held message's run in `activeRunIds` (`held`), but was also seen
+        #: keeping the zombie shape while the message waited in `pendingInputs`: False
+        #: shows that second shape (the message is then visible in chat.history only)
+        self.held_listed = True
         self.sessions: dict[str, SimSession] = {}
         self.mutations: list[Mutation] = []
         self.calls: list[str] = []
@@ -570,14 +574,15 @@ class SimGateway:
         row["abortedLastRun"] = s.aborted_last_run
         line = self.line
         if line.reports_active_runs:
-            row["hasActiveRun"] = bool(s.live_run or s.held_runs)
+            held = s.held_runs if self.held_listed else []
+            row["hasActiveRun"] = bool(s.live_run or held)
             if line.live_run_ids == "listed":
                 # 2026.7.35 lists a live run's id too; rows with nothing active omit the field
-                ids = ([s.live_run] if s.live_run else []) + s.held_runs
+                ids = ([s.live_run] if s.live_run else []) + held
                 if ids:
                     row["activeRunIds"] = ids
-            elif s.held_runs:
-                row["activeRunIds"] = list(s.held_runs)
+            elif held:
+                row["activeRunIds"] = list(held)
             elif not s.live_run and line.empty_run_ids:
                 row["activeRunIds"] = []
             # elsewhere a live run's ids are not listed (measured): activeRunIds absent

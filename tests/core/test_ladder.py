@@ -274,10 +274,19 @@ def test_a_reset_that_changed_nothing_escalates_at_once(after: str) -> None:
 
 def test_a_reset_of_a_held_lane_reports_the_messages_it_dropped() -> None:
     held = attempt(HELD, run_ids=("m1", "m2"))
-    action = next_action(held, Answered(Step.RESET, "reset"), POLICY, NOW)
+    answered = Answered(Step.RESET, "reset", waiting=("m1", "m2"))
+    action = next_action(held, answered, POLICY, NOW)
     assert "dropped 2 message(s)" in action.reason and "m1, m2" in action.reason
-    zombie = next_action(attempt(ZOMBIE), Answered(Step.RESET, "reset"), POLICY, NOW)
-    assert "dropped" not in zombie.reason
+    assert action.update["dropped"] == ("m1", "m2")
+    # what the step found waiting counts, whatever the row's shape (a zombie's too)
+    zombie = next_action(attempt(ZOMBIE), answered, POLICY, NOW)
+    assert "dropped 2 message(s)" in zombie.reason
+    nothing = next_action(attempt(ZOMBIE), Answered(Step.RESET, "reset"), POLICY, NOW)
+    assert "dropped" not in nothing.reason and "dropped" not in nothing.update
+    refused = next_action(
+        held, Answered(Step.RESET, "session-changed", waiting=("m1",)), POLICY, NOW
+    )
+    assert "dropped" not in refused.reason
 
 
 def test_a_reset_answer_is_remembered_for_verify() -> None:
@@ -340,7 +349,7 @@ REDELIVER = Policy(held_messages="redeliver")
 def held_reset(**kw: object) -> AttemptRef:
     v = verdict(VerdictKind.HELD, runs=("m1", "m2"), overdue=True)
     ref = AttemptRef.of("gw", v, recovery_id="r1", attempt=1, lease_token=7, dry_run=False)
-    return ref.model_copy(update={"after": "reset", **kw})
+    return ref.model_copy(update={"after": "reset", "dropped": ("m1", "m2"), **kw})
 
 
 @pytest.mark.parametrize(
@@ -354,8 +363,16 @@ def held_reset(**kw: object) -> AttemptRef:
         # nothing of ours dropped them: no reset by us, a dry run, no held runs
         (held_reset(after=None), REDELIVER, Kind.CLOSE, None, None),
         (held_reset(dry_run=True), REDELIVER, Kind.CLOSE, None, None),
-        (held_reset(run_ids=()), REDELIVER, Kind.CLOSE, None, None),
+        (held_reset(dropped=()), REDELIVER, Kind.CLOSE, None, None),
         (attempt(VerdictKind.ZOMBIE, after="reset"), REDELIVER, Kind.CLOSE, None, None),
+        # a zombie's reset that dropped waiting messages is treated the same
+        (
+            attempt(VerdictKind.ZOMBIE, after="reset", dropped=("m1",)),
+            REDELIVER,
+            Kind.NEXT,
+            Step.REDELIVER,
+            None,
+        ),
     ],
 )
 def test_verify_healed_after_dropping_held_messages(
@@ -390,6 +407,7 @@ def test_redelivered(done: Redelivered, outcome: str, page: str | None) -> None:
 
 def test_the_held_reset_says_since_when_and_verify_keeps_it() -> None:
     ref = held_reset(after=None)
-    action = next_action(ref, Answered(Step.RESET, "reset", held_since_ms=NOW), POLICY, NOW)
+    answered = Answered(Step.RESET, "reset", waiting=("m1",), held_since_ms=NOW)
+    action = next_action(ref, answered, POLICY, NOW)
     assert "waiting since 2027-01-15T08:00:00Z" in action.reason
     assert action.update["held_since_ms"] == NOW

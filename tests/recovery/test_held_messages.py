@@ -203,3 +203,20 @@ def test_text_parts_are_resent_whole(rig: Rig) -> None:
     ]}  # fmt: skip
     run_ladder(rig.engine('held_after = "0s"\nheld_messages = "redeliver"\n'), "gw")
     assert [p["message"] for p in resent(gw)] == ["first half, second half"]
+
+
+def test_a_message_waiting_behind_a_zombie_shaped_row_is_recorded_too(rig: Rig) -> None:
+    """Seen on real 2026.9.6: the user's message waited in `pendingInputs` while the row kept
+    the zombie shape (`hasActiveRun: false`, `activeRunIds: []`). The reset still drops it,
+    so the reset step looks in chat.history whatever the verdict."""
+    gw = rig.gateway("gw", "2026.9.6")
+    gw.held_listed = False
+    gw.add_zombie(KEY)
+    rig.sim.call(gw.handle, "sessions.send", {"key": KEY, "message": TEXTS[0]}, ["operator.write"])
+    assert gw.row(gw.sessions[KEY])["activeRunIds"] == []
+    actions = run_ladder(rig.engine('held_messages = "redeliver"\n'), "gw")
+    assert outcomes(actions) == [
+        (KEY, "abort", "no_active_run"), (KEY, "reset", "reset"), (KEY, "verify", "healed"),
+        (KEY, "redeliver", "redelivered"),
+    ]  # fmt: skip
+    assert [p["message"] for p in resent(gw)] == [TEXTS[0]]

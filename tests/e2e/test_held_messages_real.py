@@ -1,0 +1,164 @@
+"""Users write to zombies on real 2026.9.6: the heal answers them, or says who went unanswered.
+
+The scene: three runs hung on the model, the gateway SIGKILLed and started again. 2026.9.6
+replays the first interrupted session (a live run, hung again on the fake model) and a user
+writes to each of the other two. What the gateway does with such a message varies from run to
+run (measured): it waits behind the dead lane (`held`: its run id in `activeRunIds`), or it
+waits in `chat.history`'s `pendingInputs` while the row keeps the zombie shape, or it starts
+the gateway's own replay of that session (a live run, the message queued behind it). A reset
+throws a waiting message away unanswered. So, whichever path each message took:
+* `held_messages = "redeliver"`: every user's message is answered, exactly once; where the
+  supervisor reset the lane, it was the redeliver step that sent it again;
+* `report` (the default): where the supervisor reset the lane, `heal --json`, the audit and
+  `status` say whose message was dropped and since when, and that message is indeed never run;
+* a replay (a live run) is never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cli import run_supervisor, write_fleet
+from tests.e2e.common import HarnessError
+from tests.e2e.factory import GatewayFactory
+from tests.e2e.recipes import RealGateway
+from tests.e2e.rows import send_message
+
+pytestmark = pytest.mark.e2e
+
+MUTATING = {"abort", "reset", "redeliver"}
+
+
+def held_scene(gateway: RealGateway) -> dict[str, str]:
+    """Two zombies, a user's message sent to each and accepted: session key -> the text."""
+    outcome = gateway.make_zombies("a-replayed", "b-zombie", "c-zombie")
+    texts = {key: f"[{key}] hello? I wrote while you were down" for key in outcome.zombies}
+
+    async def users_write() -> None:
+        async with gateway.client() as client:
+            for key, text in texts.items():
+                await send_message(client, key, text)
+
+    gateway._run(users_write())
+    for key, text in texts.items():
+        _until(lambda k=key, t=text: _pending_state(gateway, k, t) is not None, f"{key}'s input")
+    # the model keeps hanging what carries the marker (the replays of interrupted turns);
+    # the users' texts carry none, so whatever runs them gets an answer
+    return texts
+
+
+def _pending_state(gateway: RealGateway, key: str, text: str) -> str | None:
+    payload = gateway.call("chat.history", {"sessionKey": key})
+    items = (payload.get("pendingInputs") or {}).get("items") or []
+    states = [i.get("state") for i in items if text in str(i.get("message"))]
+    return str(states[0]) if states else None
+
+
+def _transcript(gateway: RealGateway, key: str) -> list[dict[str, Any]]:
+    payload = gateway.call("chat.history", {"sessionKey": key, "limit": 50})
+    return [m for m in payload.get("messages") or [] if isinstance(m, dict)]
+
+
+def _answered_once(gateway: RealGateway, key: str, text: str) -> bool:
+    said = _transcript(gateway, key)
+    mine = [i for i, m in enumerate(said) if m.get("role") == "user" and m.get("content") == text]
+    if len(mine) > 1:
+        raise AssertionError(f"{key}: the user's message ran {len(mine)} times: {said}")
+    return bool(mine) and any(m.get("role") == "assistant" for m in said[mine[0] + 1 :])
+
+
+def _until(predicate: Any, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise HarnessError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def heal(gateway: RealGateway, tmp_path: Path, mode: str) -> tuple[dict[str, list[Any]], Any]:
+    fleet = write_fleet(
+        tmp_path / "fleet",
+        [gateway],
+        defaults={"stale_after": "0s", "held_after": "0s", "held_messages": mode},
+    )
+    state = tmp_path / "state"
+    run = run_supervisor(
+        "heal", "--fleet", str(fleet), "--json", state_dir=state,
+        env={"SUPERVISOR_VERIFY_DELAY_S": "0.5"},
+    )  # fmt: skip
+    status = run_supervisor("status", "--fleet", str(fleet), "--json", state_dir=state).json()
+    by_key: dict[str, list[Any]] = {}
+    for action in run.json()["actions"]:
+        by_key.setdefault(action["key"], []).append(action)
+    return by_key, status["gateways"][0]
+
+
+def steps_of(actions: list[Any]) -> list[tuple[str, str]]:
+    return [(a["step"], a["outcome"]) for a in actions]
+
+
+def release(gateway: RealGateway) -> None:
+    """Let every hung turn finish, the way a model that recovers would."""
+    gateway.model.hang_enabled = False
+    gateway.model.release_hung()
+
+
+def test_redeliver_gets_every_users_message_answered_once(
+    real_gateways: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = real_gateways("2026.9.6")
+    try:
+        texts = held_scene(gateway)
+        actions, status = heal(gateway, tmp_path, "redeliver")
+        reset = [k for k in texts if "reset" in (a["step"] for a in actions.get(k, []))]
+        for key in texts:
+            steps = steps_of(actions.get(key, []))
+            if key in reset:
+                assert steps[-3:] == [
+                    ("reset", "reset"), ("verify", "healed"), ("redeliver", "redelivered"),
+                ], (key, steps)  # fmt: skip
+            else:
+                assert not MUTATING & {s for s, _ in steps}, (key, steps)  # a live replay
+        assert status["messages_redelivered_24h"] == len(reset), status
+        print(
+            f"paths: reset+redelivered {len(reset)}, left to the gateway {len(texts) - len(reset)}"
+        )
+        release(gateway)
+        for key, text in texts.items():
+            _until(lambda k=key, t=text: _answered_once(gateway, k, t), f"{key} answered")
+    finally:
+        gateway.stop()
+
+
+def test_report_says_whose_message_the_reset_dropped_and_since_when(
+    real_gateways: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = real_gateways("2026.9.6")
+    try:
+        texts = held_scene(gateway)
+        actions, status = heal(gateway, tmp_path, "report")
+        reset = [k for k in texts if "reset" in (a["step"] for a in actions.get(k, []))]
+        for key in texts:
+            mine = actions.get(key, [])
+            if key not in reset:
+                assert not MUTATING & {a["step"] for a in mine}, (key, steps_of(mine))
+                continue
+            detail = next(a["detail"] for a in mine if a["step"] == "reset")
+            assert "dropped 1 message(s)" in detail and "waiting since 20" in detail, detail
+            assert steps_of(mine)[-1] == ("verify", "healed"), steps_of(mine)
+            assert _pending_state(gateway, key, texts[key]) == "interrupted"
+        assert status["messages_dropped_24h"] == len(reset), status
+        assert {d["key"] for d in status["messages_dropped"]} == set(reset), status
+        print(f"paths: reset+reported {len(reset)}, left to the gateway {len(texts) - len(reset)}")
+        release(gateway)
+        for key in (k for k in texts if k not in reset):
+            _until(lambda k=key: _answered_once(gateway, k, texts[k]), f"{key} answered")
+        # the report is true: the gateway never runs a dropped message
+        for key in reset:
+            assert all(texts[key] not in str(m.get("content")) for m in _transcript(gateway, key))
+    finally:
+        gateway.stop()
