@@ -21,8 +21,8 @@ prometheus-client's `MultiProcessCollector`. Without it, the series live in this
 | lane_supervisor_lease_conflicts_total | counter | |
 | lane_supervisor_gateway_errors_total | counter | gateway, kind |
 | lane_supervisor_gateway_approval_pending | gauge | gateway (1: device awaits approval) |
-| lane_supervisor_messages_waiting | gauge | gateway (held and zombie lanes, from the rows; NaN: unknown) |
-| lane_supervisor_lane_queued_messages | gauge | gateway (`diagnostics.lanes` session lanes; NaN: unknown) |
+| lane_supervisor_messages_waiting | gauge | gateway (behind held/zombie lanes; NaN: unknown) |
+| lane_supervisor_lane_queued_messages | gauge | gateway (`diagnostics.lanes`; NaN: unknown) |
 | lane_supervisor_last_scan_timestamp_seconds | gauge | gateway |
 | lane_supervisor_scan_interval_seconds | gauge | gateway |
 | lane_supervisor_worker_heartbeat_timestamp_seconds | gauge | host |
