@@ -155,3 +155,17 @@ async def test_5_28_zombie_waiting_is_unknown(
     (row,) = report.sessions
     assert row.verdict == "zombie" and row.waiting is None
     assert report.messages_waiting is None and report.lanes is None
+
+
+async def test_no_zombie_on_a_line_whose_rows_do_not_count_is_still_unknown(
+    sim: SimulatorServer, identity: DeviceIdentity
+) -> None:
+    for version in ("2026.3.24", "2026.5.28", "2026.7.35"):
+        name = f"gw-{version}"
+        gw = sim.add(SimGateway(name, version=version, token=TOKEN))
+        gw.add_idle("agent:dev:idle")
+        gw.add_live("agent:dev:live", age_s=30)
+        report, _ = await look(spec_for(sim.url(name), name=name), identity)
+        assert report.error is None
+        # nothing is held or a zombie, but these rows could not say so: unknown, not 0
+        assert report.messages_waiting is None, version
