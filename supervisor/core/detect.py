@@ -1,9 +1,10 @@
 """Classify session rows into exactly one verdict each, with the reason in words.
 
-The rules, by what the gateway can tell us (see docs in README, "How zombies are detected"):
+The rules, by what the gateway can tell us (see docs in README, "How zombies are detected");
+which of them apply is decided by the gateway's capabilities (`supervisor.core.capabilities`),
+not by its version string:
 
 * not `running`                              -> idle
-Which rules apply is the gateway's capabilities (`supervisor.core.capabilities`), not its version:
 * gateway reports active runs (`has_active_run` yes: protocol >= 4 or any row carries it):
     running, hasActiveRun false, no run ids   -> zombie once quiet for stale_after, else pending
     running, hasActiveRun true, run ids known, lane started before this boot
