@@ -21,6 +21,8 @@ prometheus-client's `MultiProcessCollector`. Without it, the series live in this
 | lane_supervisor_lease_conflicts_total | counter | |
 | lane_supervisor_gateway_errors_total | counter | gateway, kind |
 | lane_supervisor_gateway_approval_pending | gauge | gateway (1: device awaits approval) |
+| lane_supervisor_messages_waiting | gauge | gateway (behind held/zombie lanes; NaN: unknown) |
+| lane_supervisor_lane_queued_messages | gauge | gateway (`diagnostics.lanes`; NaN: unknown) |
 | lane_supervisor_last_scan_timestamp_seconds | gauge | gateway |
 | lane_supervisor_scan_interval_seconds | gauge | gateway |
 | lane_supervisor_worker_heartbeat_timestamp_seconds | gauge | host |
@@ -33,6 +35,7 @@ at 0 for every known kind at import: Prometheus sees no increase on a series bor
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
@@ -86,6 +89,20 @@ APPROVAL_PENDING = Gauge(
     ["gateway"],
     multiprocess_mode="mostrecent",
 )
+MESSAGES_WAITING = Gauge(
+    f"{PREFIX}_messages_waiting",
+    "Messages waiting behind held and zombie lanes at the last scan, as the rows say "
+    "(NaN: the gateway's rows do not say; never a guessed 0)",
+    ["gateway"],
+    multiprocess_mode="mostrecent",
+)
+LANE_QUEUED = Gauge(
+    f"{PREFIX}_lane_queued_messages",
+    "Messages queued on the gateway's session lanes (diagnostics.lanes) at the last scan "
+    "(NaN: not read; absent: the gateway has no diagnostics.lanes)",
+    ["gateway"],
+    multiprocess_mode="mostrecent",
+)
 LAST_SCAN = Gauge(
     f"{PREFIX}_last_scan_timestamp_seconds",
     "Unix time the last scan of the gateway finished (ok or not)",
@@ -123,6 +140,10 @@ NOT_PAIRED = "not_paired"
 APPROVAL = "approval_pending"
 
 
+#: gateways whose lane counts this process has exported (a failed scan makes theirs NaN)
+_LANES_SEEN: set[str] = set()
+
+
 def _safe(fn: Callable[P, None]) -> Callable[P, None]:
     """Metrics never raise into a scan or a step."""
 
@@ -148,8 +169,20 @@ def scanned(report: GatewayReport, *, interval_s: float | None = None) -> None:
         if report.error_kind in (NOT_PAIRED, APPROVAL):
             APPROVAL_PENDING.labels(report.name).set(1)
         # another error (unreachable...) says nothing about pairing: the gauge keeps its value
+        # while a gateway cannot be read, what waits on it is unknown, not what it was
+        MESSAGES_WAITING.labels(report.name).set(math.nan)
+        if report.name in _LANES_SEEN:
+            LANE_QUEUED.labels(report.name).set(math.nan)
         return
     APPROVAL_PENDING.labels(report.name).set(0)
+    waiting = report.messages_waiting
+    MESSAGES_WAITING.labels(report.name).set(math.nan if waiting is None else waiting)
+    if report.lanes is not None:
+        _LANES_SEEN.add(report.name)
+        LANE_QUEUED.labels(report.name).set(report.lanes["session_queued"])
+    elif report.lanes_error is not None:
+        _LANES_SEEN.add(report.name)
+        LANE_QUEUED.labels(report.name).set(math.nan)
     counts = Tally(s.verdict for s in report.sessions)
     for verdict in VERDICTS:
         SESSIONS.labels(report.name, verdict).set(counts.get(verdict, 0))

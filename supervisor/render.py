@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from supervisor.core.lanes import waiting_text
 from supervisor.scan import GatewayReport
 
 _STYLE = {
@@ -53,20 +54,59 @@ def render_check(console: Console, reports: Sequence[GatewayReport], *, all_rows
             f"[red]{r.error_kind}[/]: {r.error}" if r.error else "",
         )
     console.print(summary)
+    for r in reports:
+        line = capabilities_line(r)
+        if line:
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
     rows = Table(title="Sessions", title_justify="left")
-    for col in ("gateway", "key", "verdict", "age", "reason"):
+    for col in ("gateway", "key", "verdict", "age", "waiting", "reason"):
         rows.add_column(col, overflow="fold")
     shown = 0
     for r in reports:
         for s in r.sessions:
             if all_rows or s.verdict not in {"idle", "live"}:
                 style = _STYLE.get(s.verdict, "")
-                rows.add_row(r.name, s.key, f"[{style}]{s.verdict}[/]", _age(s.age_s), s.reason)
+                waiting = waiting_text(s.waiting) if s.verdict in _WAITING else ""
+                rows.add_row(
+                    r.name, s.key, f"[{style}]{s.verdict}[/]", _age(s.age_s), waiting, s.reason
+                )
                 shown += 1
     if shown:
         console.print(rows)
     else:
         console.print("No session needs a look (use --all to list every session).")
+
+
+_WAITING = frozenset({"held", "zombie", "zombie_pending"})
+#: the capabilities' JSON names, shortened for one line per gateway
+_CAPS_SHORT = (
+    ("has_active_run", "hasActiveRun"),
+    ("active_run_ids_live", "runIds(live)"),
+    ("active_run_ids_idle", "runIds[](idle)"),
+    ("restart_reconciles", "reconciles"),
+    ("diagnostics_lanes", "lanes"),
+    ("sessions_describe", "describe"),
+    ("sessions_get", "get"),
+    ("abort_by_run_id", "abort(runId)"),
+    ("reset_expected_session_id", "reset(expectedSessionId)"),
+)
+
+
+def capabilities_line(r: GatewayReport) -> str:
+    """`name: hasActiveRun yes, ...; lanes queued N, ...; N messages waiting` (one line)."""
+    caps = r.capabilities
+    if caps is None:
+        return ""
+    parts = ", ".join(f"{short} {caps.get(name, 'unknown')}" for name, short in _CAPS_SHORT)
+    text = f"{r.name} ({caps.get('line') or 'unmeasured line'}): {parts}"
+    if r.lanes is not None:
+        text += (
+            f"; lanes: {r.lanes['session_queued']} queued on {r.lanes['queued_session_lanes']} "
+            f"session lane(s), {r.lanes['session_active']} active"
+        )
+    elif r.lanes_error is not None:
+        text += f"; lanes: unknown ({r.lanes_error})"
+    return f"{text}; held/zombie lanes: {waiting_text(r.messages_waiting)}"
 
 
 def render_actions(console: Console, actions: Sequence[dict[str, Any]]) -> None:

@@ -10,16 +10,13 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from supervisor.core.detect import (
-    GatewayView,
-    Verdict,
-    VerdictKind,
-    classify_rows,
-    reports_active_runs,
-)
+from supervisor.core.capabilities import Capabilities, Tri, decide
+from supervisor.core.detect import GatewayView, Verdict, VerdictKind, classify_rows
+from supervisor.core.lanes import LaneCounts, parse_lanes
 from supervisor.core.rows import SessionRow, UnreadableRow
 from supervisor.errors import GatewayError
 from supervisor.fleet import GatewaySpec
@@ -40,6 +37,8 @@ class SessionReport(BaseModel):
     quiet_s: float | None
     session_id: str | None
     needs_action: bool
+    #: held and zombie sessions: messages waiting behind the lane (None: unknown)
+    waiting: int | None = None
 
     @classmethod
     def of(cls, v: Verdict) -> SessionReport:
@@ -51,6 +50,7 @@ class SessionReport(BaseModel):
             quiet_s=v.quiet_s,
             session_id=v.session_id,
             needs_action=v.needs_action,
+            waiting=v.waiting,
         )
 
 
@@ -69,6 +69,13 @@ class GatewayReport(BaseModel):
     error: str | None = None
     error_kind: str | None = None
     duration_ms: float = 0.0
+    #: yes/no/unknown per capability (`supervisor.core.capabilities`), None when not reached
+    capabilities: dict[str, Any] | None = None
+    #: messages waiting behind this gateway's held and zombie sessions (None: unknown)
+    messages_waiting: int | None = None
+    #: `diagnostics.lanes` counts (None: the gateway has none, or the call failed)
+    lanes: dict[str, int] | None = None
+    lanes_error: str | None = None
     sessions: list[SessionReport] = []
 
     @property
@@ -83,16 +90,48 @@ class GatewayScan:
     hello: Hello
     view: GatewayView
     verdicts: list[Verdict]
+    lanes: LaneCounts | None = None
+    lanes_error: str | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.view.caps
+
+    @property
+    def messages_waiting(self) -> int | None:
+        """Messages waiting behind held and zombie lanes, summed; None unless every such lane
+        says it and no row is unknown (an unknown row may hide a waiting message)."""
+        if self.capabilities.counts_waiting is not Tri.YES:
+            return None
+        total = 0
+        for v in self.verdicts:
+            if v.kind is VerdictKind.UNKNOWN:
+                return None
+            if v.kind in _WAITING:
+                if v.waiting is None:
+                    return None
+                total += v.waiting
+        return total
+
+
+_WAITING = frozenset({VerdictKind.HELD, VerdictKind.ZOMBIE, VerdictKind.ZOMBIE_PENDING})
 
 
 def view_of(client: GatewayClient, rows: Sequence[SessionRow | UnreadableRow]) -> GatewayView:
     """The classifier's view of a gateway right after a listing."""
-    assert client.hello is not None
+    hello = client.hello
+    assert hello is not None
+    caps = decide(
+        protocol=hello.protocol,
+        server_version=hello.server_version,
+        methods=hello.methods,
+        rows=rows,
+    )
     return GatewayView(
-        protocol=client.hello.protocol,
+        protocol=hello.protocol,
         now_ms=client.gateway_now_ms(),
-        boot_time_ms=client.hello.boot_time_ms,
-        reports_active_runs=reports_active_runs(client.hello.protocol, rows),
+        boot_time_ms=hello.boot_time_ms,
+        capabilities=caps,
     )
 
 
@@ -119,15 +158,31 @@ def without_clock(verdicts: list[Verdict]) -> list[Verdict]:
     ]
 
 
-async def scan_with(client: GatewayClient) -> GatewayScan:
-    """List and classify through an open client."""
+async def read_lanes(client: GatewayClient) -> tuple[LaneCounts | None, str | None]:
+    """One `diagnostics.lanes` call: its counts, or None and why. Never fails the scan."""
+    try:
+        return parse_lanes(await client.diagnostics_lanes()), None
+    except GatewayError as exc:
+        return None, f"{exc.kind}: {exc}"
+    except ValueError as exc:
+        return None, f"unreadable: {exc}"
+
+
+async def scan_with(client: GatewayClient, *, lanes: bool = True) -> GatewayScan:
+    """List and classify through an open client; `lanes`: also read `diagnostics.lanes` where
+    the gateway has it (once per scan)."""
     assert client.hello is not None
     rows = await client.list_sessions()
     view = view_of(client, rows)
     verdicts = classify_rows(rows, gateway=view, policy=client.spec.policy)
     if not client.hello.clock_known:
         verdicts = without_clock(verdicts)
-    return GatewayScan(hello=client.hello, view=view, verdicts=verdicts)
+    counts, lanes_error = None, None
+    if lanes and view.caps.diagnostics_lanes is Tri.YES:
+        counts, lanes_error = await read_lanes(client)
+    return GatewayScan(
+        hello=client.hello, view=view, verdicts=verdicts, lanes=counts, lanes_error=lanes_error
+    )
 
 
 async def look(
@@ -135,10 +190,12 @@ async def look(
     identity: DeviceIdentity | None,
     *,
     clock: Callable[[], float] = time.time,
+    lanes: bool = True,
 ) -> tuple[GatewayReport, GatewayScan | None]:
     """A read-only report for one gateway, and the scan behind it (None when it failed).
 
-    Gateway errors become the report's `error`; nothing else is caught.
+    Gateway errors become the report's `error`; nothing else is caught. `lanes`: read
+    `diagnostics.lanes` too (a second look within one scan does not).
     """
     started = time.perf_counter()
     hello: Hello | None = None
@@ -146,7 +203,7 @@ async def look(
         async with GatewayClient(spec, identity, clock=clock) as client:
             hello = client.hello
             scopes = await client.verify_scopes((READ_SCOPE,))
-            scan = await scan_with(client)
+            scan = await scan_with(client, lanes=lanes)
     except GatewayError as exc:
         return GatewayReport(
             name=spec.name,
@@ -168,6 +225,10 @@ async def look(
             "boot_id": scan.hello.boot_marker,
             "scopes": list(scopes),
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "capabilities": scan.capabilities.as_dict(),
+            "messages_waiting": scan.messages_waiting,
+            "lanes": None if scan.lanes is None else scan.lanes.as_dict(),
+            "lanes_error": scan.lanes_error,
             # the rows as plain fields, typed in the report's one validation call: the same
             # SessionReports as `SessionReport.of` makes, at half the cost (a row each scan)
             "sessions": [
@@ -179,6 +240,7 @@ async def look(
                     "quiet_s": v.quiet_s,
                     "session_id": v.session_id,
                     "needs_action": v.needs_action,
+                    "waiting": v.waiting,
                 }
                 for v in scan.verdicts
             ],

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from supervisor.core.lanes import waiting_text
 from supervisor.state import StateStore
 
 
@@ -25,6 +26,8 @@ def gateway_status(store: StateStore, names: list[str] | None) -> list[dict[str,
                 "reachable": reachable,
                 "protocol": state.protocol,
                 "sessions": state.counts,
+                "messages_waiting": state.messages_waiting,
+                "lane_queued": state.lane_queued,
                 "recovering": sum(1 for e in episodes.values() if not e.escalated),
                 "escalated": sum(1 for e in episodes.values() if e.escalated),
                 "unreachable_breaker_open": state.unreachable_open,
@@ -46,7 +49,7 @@ def gateway_status(store: StateStore, names: list[str] | None) -> list[dict[str,
 def render_status(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="lane-supervisor status", title_justify="left")
     for col in (
-        "gateway", "reachable", "protocol", "sessions", "recovering", "escalated",
+        "gateway", "reachable", "protocol", "sessions", "waiting", "recovering", "escalated",
         "breakers", "dropped 24h", "last scan", "error",
     ):  # fmt: skip
         table.add_column(col, overflow="fold")
@@ -65,6 +68,7 @@ def render_status(rows: list[dict[str, Any]]) -> Table:
             reach[r["reachable"]],
             str(r["protocol"] or "-"),
             ", ".join(f"{k} {v}" for k, v in sorted(r["sessions"].items())) or "-",
+            waiting_text(r.get("messages_waiting")),
             str(r["recovering"]),
             f"[red]{r['escalated']}[/]" if r["escalated"] else "0",
             "[red]" + ", ".join(breakers) + "[/]" if breakers else "-",

@@ -69,7 +69,7 @@ def test_check_json_calls_exactly_the_zombies_zombie(
             assert {"key", "verdict", "reason", "age_s"} <= set(s)
     for gw in fleet_sim.gateways.values():
         assert gw.mutations == []  # check never sends abort, reset or send
-        assert set(gw.calls) <= {"sessions.list"}
+        assert set(gw.calls) <= {"sessions.list", "diagnostics.lanes"}  # both read-only
 
 
 def test_check_exit_0_when_healthy_and_2_when_unreachable(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ class AttemptRef(BaseModel):
     held_since_ms: float | None = None
     #: ESCALATE only: which page ("escalated": attempts exhausted; "flapping": heal budget)
     escalation: str = "escalated"
+    #: messages waiting behind the lane at detection (held, zombie; None: the rows do not say)
+    waiting: int | None = None
 
     def detected(self) -> Verdict:
         """The detection-time verdict, for `ladder.compare`."""
@@ -80,4 +82,5 @@ class AttemptRef(BaseModel):
             lease_token=lease_token,
             dry_run=dry_run,
             escalation=escalation,
+            waiting=verdict.waiting,
         )

@@ -1,13 +1,17 @@
 """Classify session rows into exactly one verdict each, with the reason in words.
 
-The rules, by what the gateway can tell us (see docs in README, "How zombies are detected"):
+The rules, by what the gateway can tell us (see docs in README, "How zombies are detected");
+which of them apply is decided by the gateway's capabilities (`supervisor.core.capabilities`),
+not by its version string:
 
 * not `running`                              -> idle
-* gateway reports active runs (protocol >= 4 or any row carries `hasActiveRun`; 2026.9.6):
+* gateway reports active runs (`has_active_run` yes: protocol >= 4 or any row carries it):
     running, hasActiveRun false, no run ids   -> zombie once quiet for stale_after, else pending
     running, hasActiveRun true, run ids known, lane started before this boot
                                               -> held (a message waits behind the dead lane);
-                                                 past held_after it needs action (reset only)
+                                                 past held_after it needs action (reset only);
+                                                 only where a live run's ids are not listed
+                                                 (`active_run_ids_live` no); unknown: unknown
     running, hasActiveRun true                -> live, or live_overdue past the lane timeout
     running, hasActiveRun missing             -> unknown
 * gateway without `hasActiveRun` (2026.3.24): a live hung run and a zombie look the same, so
@@ -15,6 +19,10 @@ The rules, by what the gateway can tell us (see docs in README, "How zombies are
     running, started since the boot            -> live / live_overdue
     boot time or startedAt unknown             -> unknown
   `held` cannot be told on these gateways: a message sent to a zombie lane runs at once there.
+* `has_active_run` unknown                    -> unknown
+
+Held and zombie verdicts carry `waiting`, the messages waiting behind the lane where the rows
+say it (held: its listed runs; a zombie's `activeRunIds: []`: none), else None (unknown).
 
 `status == "running"` alone never makes a zombie. Inconsistent rows are `unknown`, never acted on.
 All times are the gateway's clock in ms; the caller translates its own clock (clock skew).
@@ -26,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from supervisor.core.capabilities import Capabilities, Tri
 from supervisor.core.policy import Policy
 from supervisor.core.rows import SessionRow, UnreadableRow
 
@@ -46,12 +55,30 @@ NEEDS_ACTION = frozenset({VerdictKind.ZOMBIE, VerdictKind.LIVE_OVERDUE})
 
 @dataclass(frozen=True)
 class GatewayView:
-    """What the classifier knows about one gateway at the moment of a listing."""
+    """What the classifier knows about one gateway at the moment of a listing.
+
+    `capabilities` decide the rules; a view built without them (tests, fuzzers) gets the ones
+    `reports_active_runs` stood for before capabilities existed (`Capabilities.assumed`)."""
 
     protocol: int
     now_ms: float
     boot_time_ms: float | None
-    reports_active_runs: bool
+    reports_active_runs: bool = False
+    capabilities: Capabilities | None = None
+
+    def __post_init__(self) -> None:
+        if self.capabilities is None:
+            caps = Capabilities.assumed(self.protocol, self.reports_active_runs)
+            object.__setattr__(self, "capabilities", caps)
+        else:
+            object.__setattr__(
+                self, "reports_active_runs", self.capabilities.has_active_run is Tri.YES
+            )
+
+    @property
+    def caps(self) -> Capabilities:
+        assert self.capabilities is not None
+        return self.capabilities
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,8 @@ class Verdict:
     run_ids: tuple[str, ...] = ()
     #: `held` only: the message has waited past `held_after`, so the dead lane is reset
     overdue: bool = False
+    #: held and zombie rows: messages waiting behind the lane, None where the rows do not say
+    waiting: int | None = None
 
     @property
     def needs_action(self) -> bool:
@@ -100,6 +129,7 @@ def _verdict(
     d["started_at_ms"] = row.started_at
     d["run_ids"] = row.active_run_ids or ()
     d["overdue"] = False
+    d["waiting"] = None
     return v
 
 
@@ -108,6 +138,7 @@ def reports_active_runs(protocol: int, rows: Iterable[SessionRow | UnreadableRow
 
     From protocol 4 gateways replay interrupted turns after a restart, so "started before the
     boot" no longer proves a run dead: without `hasActiveRun` such a row must stay unknown.
+    (The capabilities' `has_active_run`, yes or not; kept for callers that want only this.)
     """
     return protocol >= 4 or any(
         isinstance(r, SessionRow) and r.has_active_run is not None for r in rows
@@ -163,17 +194,37 @@ def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: P
             row, VerdictKind.IDLE, f"not running (status {status or 'absent'})", age_ms, quiet_ms
         )
 
-    if gateway.reports_active_runs:
+    has_active_run = gateway.caps.has_active_run
+    if has_active_run is Tri.YES:
         kind, reason = _classify_with_active_runs(row, gateway, policy, age_ms, quiet_ms)
-    else:
+    elif has_active_run is Tri.NO:
         kind, reason = _classify_by_boot_time(row, gateway, policy, age_ms, quiet_ms)
+    else:
+        kind, reason = (
+            VerdictKind.UNKNOWN,
+            "running, and it is unknown whether this gateway reports hasActiveRun",
+        )
     verdict = _verdict(row, kind, reason, age_ms, quiet_ms)
+    if kind in _WAITING_KNOWN:
+        verdict.__dict__["waiting"] = _waiting(row, kind, gateway.caps)
     if kind is VerdictKind.HELD and quiet_ms is not None and quiet_ms >= policy.held_after * 1000:
         # a replay shows this shape for seconds after a boot; a message stuck this long is not
         # waiting for one: the lane is dead and the message never runs (openclaw #59878)
         verdict.__dict__["overdue"] = True
         verdict.__dict__["reason"] = f"{reason}; quiet for {_s(quiet_ms)}, past held_after"
     return verdict
+
+
+_WAITING_KNOWN = frozenset({VerdictKind.HELD, VerdictKind.ZOMBIE, VerdictKind.ZOMBIE_PENDING})
+
+
+def _waiting(row: SessionRow, kind: VerdictKind, caps: Capabilities) -> int | None:
+    """Messages waiting behind a held or zombie lane, where the row says it (else None)."""
+    if kind is VerdictKind.HELD:
+        return len(row.active_run_ids or ())
+    if caps.counts_waiting is Tri.YES and row.has_active_run is False and row.active_run_ids == ():
+        return 0
+    return None
 
 
 def _zombie(policy: Policy, quiet_ms: float | None, why: str) -> _Decision:
@@ -229,6 +280,16 @@ def _classify_with_active_runs(
         and started is not None
         and started < boot - policy.boot_margin * 1000
     ):
+        live_ids = gateway.caps.active_run_ids_live
+        if live_ids is Tri.YES:
+            # this line lists a live run's own id: the listed run is the live one, nothing waits
+            return _live(row, policy, age_ms, "an active run is reported (its id listed)")
+        if live_ids is Tri.UNKNOWN:
+            return (
+                VerdictKind.UNKNOWN,
+                "run ids listed on a lane running since before the boot, and it is unknown "
+                "whether this gateway lists a live run's ids: held or live cannot be told",
+            )
         return (
             VerdictKind.HELD,
             f"{len(row.active_run_ids)} message run(s) wait behind a lane running since before "

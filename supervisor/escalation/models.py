@@ -148,7 +148,17 @@ class IncidentEvent(BaseModel):
             text = f"Gateway {gw}: too many stuck sessions at once, automatic recovery paused"
         else:
             text = f"Gateway {gw}{' session ' + key if key else ''}: {self.kind}{age}"
-        return text[:1024]
+        return (text + self._waiting())[:1024]
+
+    def _waiting(self) -> str:
+        """`; N messages waiting` when the engine said how many wait behind the lane(s),
+        `; messages waiting: unknown` when it said it cannot tell, nothing when it did not say."""
+        if "messages_waiting" not in self.details:
+            return ""
+        value = self.details["messages_waiting"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "; messages waiting: unknown"
+        return f"; {value} message{'' if value == 1 else 's'} waiting"
 
     def custom_details(self) -> dict[str, DetailValue]:
         """gateway, key, age_s, attempts, last_error first, then any other detail."""

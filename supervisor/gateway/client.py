@@ -723,6 +723,11 @@ class GatewayClient:
                 self.name, f"sessions.list is larger than max_listing_bytes ({limit} bytes)"
             )
 
+    async def diagnostics_lanes(self) -> Any:
+        """`diagnostics.lanes` (2026.9.x): the gateway's lane counts, as sent (one call, bounded
+        by `call_timeout`; `supervisor.core.lanes.parse_lanes` reads it)."""
+        return await self.call("diagnostics.lanes", {})
+
     async def verify_scopes(self, required: Iterable[str] = (READ_SCOPE,)) -> tuple[str, ...]:
         """Fail loudly when a needed scope is missing; returns the scopes known to be granted.
 

@@ -126,6 +126,8 @@ class Scanner:
             "protocol": scan.hello.protocol,
             "last_scan_ms": int(engine.now_ms()),
             "counts": dict(counts),
+            "messages_waiting": scan.messages_waiting,
+            "lane_queued": None if scan.lanes is None else scan.lanes.session_queued,
             "failures": 0,
             "last_error": None,
             "last_error_kind": None,
@@ -204,7 +206,7 @@ class Scanner:
 
     def _confirm_absent(self, spec: GatewaySpec, keys: list[str]) -> set[str]:
         """Those of `keys` that a second listing does not hold either (none if it fails)."""
-        _report, again = asyncio.run(look(spec, self.engine.identity))
+        _report, again = asyncio.run(look(spec, self.engine.identity, lanes=False))
         if again is None:
             return set()
         listed = {v.key for v in again.verdicts}
@@ -232,7 +234,12 @@ class Scanner:
                 gateway=name,
                 key=None,
                 kind="breaker_open",
-                details={"gateway": name, "zombies": zombies, "sessions": total},
+                details={
+                    "gateway": name,
+                    "zombies": zombies,
+                    "sessions": total,
+                    "messages_waiting": scan.messages_waiting,
+                },
             )
         elif not is_open and state.breaker_open:
             engine.store.episodes.update_gateway(name, breaker_open=False)

@@ -77,6 +77,10 @@ class GatewayState(BaseModel):
     unreachable_open: bool = False
     breaker_open: bool = False
     counts: dict[str, int] = {}
+    #: messages waiting behind held and zombie lanes at the last scan (None: unknown)
+    messages_waiting: int | None = None
+    #: messages queued on session lanes per `diagnostics.lanes` (None: unknown or none)
+    lane_queued: int | None = None
 
 
 class Episodes:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.capabilities import assert_capabilities
 from tests.e2e.cli import CliRun, run_supervisor, write_fleet
 from tests.e2e.common import RESTART_ZOMBIE_LINES
 from tests.e2e.factory import GatewayFactory
@@ -138,6 +139,7 @@ def test_check_calls_exactly_the_zombies_zombie(scene: Scene, tmp_path: Path) ->
     assert report["protocol"] == (4 if scene.gateway.version == "2026.9.6" else 3)
     assert "operator.read" in report["scopes"]
     assert verdicts(report) == scene.expected()
+    assert_capabilities(report, scene.gateway.version, scene.zombies)
     zombies = {s["key"] for s in report["sessions"] if s["verdict"] == "zombie"}
     assert zombies == set(scene.zombies) and zombies
     needing = {s["key"] for s in report["sessions"] if s["needs_action"]}

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.capabilities import assert_capabilities
 from tests.e2e.cli import CliRun, run_supervisor, write_fleet
 from tests.e2e.common import RECONCILING_LINES
 from tests.e2e.factory import GatewayFactory
@@ -158,6 +159,7 @@ def test_check_classifies_every_session_and_changes_nothing(scene: Scene, tmp_pa
     found = {s["key"]: s["verdict"] for s in report["sessions"]}
     assert found == scene.expected()
     assert {s["key"] for s in report["sessions"] if s["needs_action"]} == set(scene.zombies)
+    assert_capabilities(report, scene.gateway.version, scene.zombies)
     assert row_facts(scene.gateway.rows()) == before
     assert len(scene.gateway.model.requests()) == calls
     assert scene.gateway.token not in run.stdout + run.stderr
