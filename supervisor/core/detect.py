@@ -2,7 +2,9 @@
 
 The rules, by what the gateway can tell us (see docs in README, "How zombies are detected"):
 
-* not `running`                              -> idle
+* not `running`                              -> idle, except
+    restartRecoveryStatus "tombstoned" (2026.9.6) -> zombie once quiet for stale_after: the
+                                                 gateway refuses every turn until a reset
 * gateway reports active runs (protocol >= 4 or any row carries `hasActiveRun`; 2026.9.6):
     running, hasActiveRun false, no run ids   -> zombie once quiet for stale_after, else pending
     running, hasActiveRun true, run ids known, lane started before this boot
@@ -39,6 +41,9 @@ class VerdictKind(StrEnum):
     HELD = "held"
     UNKNOWN = "unknown"
 
+
+#: `restartRecoveryStatus` of a row whose restart recovery gave up (2026.9.6, measured)
+TOMBSTONED = "tombstoned"
 
 #: verdicts that call for a recovery step
 NEEDS_ACTION = frozenset({VerdictKind.ZOMBIE, VerdictKind.LIVE_OVERDUE})
@@ -159,6 +164,17 @@ def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: P
                 age_ms,
                 quiet_ms,
             )
+        if row.restart_recovery_status == TOMBSTONED:
+            # measured on 2026.9.6: its restart recovery gave up on the interrupted turn, and
+            # every sessions.send/chat.send/agent is refused ("ended during restart recovery.
+            # Use /new or /reset") until a reset: as silent for the user as a zombie
+            kind, reason = _zombie(
+                policy,
+                quiet_ms,
+                f"status {status or 'absent'}, but the gateway's restart recovery gave up on it "
+                "(restartRecoveryStatus tombstoned): every turn is refused until a reset",
+            )
+            return _verdict(row, kind, reason, age_ms, quiet_ms)
         return _verdict(
             row, VerdictKind.IDLE, f"not running (status {status or 'absent'})", age_ms, quiet_ms
         )
