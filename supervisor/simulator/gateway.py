@@ -751,6 +751,7 @@ class SimGateway:
         s.live_run, s.held_runs, s.finishes_at = None, [], None
         s.aborted_last_run = False
         s.stale_claim, s.tombstoned, s.unstarted_replays = False, False, 0
+        s.aborted_this_boot = False
         s.updated_at = self.now_ms()
         if self.line.reset_new_session_id:
             s.session_id = str(uuid.uuid4())

@@ -144,6 +144,17 @@ def test_work_start_changed_is_cleared_by_a_reset_or_new(how: str) -> None:
     assert send(gw)["status"] == "started"
 
 
+def test_a_reset_between_the_abort_and_the_restart_leaves_nothing_stuck() -> None:
+    # the ladder's own order on a zombie: abort, then reset; a crash after both is harmless
+    gw = SimGateway("gw", version="2026.9.6", token=TOKEN)
+    gw.fault = FaultMode.WORK_START_CHANGED
+    gw.add_zombie(KEY)
+    gw.handle("sessions.abort", {"key": KEY}, ADMIN)
+    gw.handle("sessions.reset", {"key": KEY}, ADMIN)
+    gw.restart()
+    assert "status" not in row(gw) and not gw.sessions[KEY].stale_claim
+
+
 @pytest.mark.parametrize("how", ["reset", "/new"])
 def test_work_start_stuck_answers_ok_and_clears_nothing(how: str) -> None:
     gw = SimGateway("gw", version="2026.9.6", token=TOKEN)
