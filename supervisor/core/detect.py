@@ -4,7 +4,9 @@ The rules, by what the gateway can tell us (see docs in README, "How zombies are
 which of them apply is decided by the gateway's capabilities (`supervisor.core.capabilities`),
 not by its version string:
 
-* not `running`                              -> idle
+* not `running`                              -> idle, except
+    restartRecoveryStatus "tombstoned" (2026.9.6) -> zombie once quiet for stale_after: the
+                                                 gateway refuses every turn until a reset
 * gateway reports active runs (`has_active_run` yes: protocol >= 4 or any row carries it):
     running, hasActiveRun false, no run ids   -> zombie once quiet for stale_after, else pending
     running, hasActiveRun true, run ids known, lane started before this boot
@@ -48,6 +50,9 @@ class VerdictKind(StrEnum):
     HELD = "held"
     UNKNOWN = "unknown"
 
+
+#: `restartRecoveryStatus` of a row whose restart recovery gave up (2026.9.6, measured)
+TOMBSTONED = "tombstoned"
 
 #: verdicts that call for a recovery step
 NEEDS_ACTION = frozenset({VerdictKind.ZOMBIE, VerdictKind.LIVE_OVERDUE})
@@ -190,6 +195,17 @@ def classify(row: SessionRow | UnreadableRow, *, gateway: GatewayView, policy: P
                 age_ms,
                 quiet_ms,
             )
+        if row.restart_recovery_status == TOMBSTONED:
+            # measured on 2026.9.6: its restart recovery gave up on the interrupted turn, and
+            # every sessions.send/chat.send/agent is refused ("ended during restart recovery.
+            # Use /new or /reset") until a reset: as silent for the user as a zombie
+            kind, reason = _zombie(
+                policy,
+                quiet_ms,
+                f"status {status or 'absent'}, but the gateway's restart recovery gave up on it "
+                "(restartRecoveryStatus tombstoned): every turn is refused until a reset",
+            )
+            return _verdict(row, kind, reason, age_ms, quiet_ms)
         return _verdict(
             row, VerdictKind.IDLE, f"not running (status {status or 'absent'})", age_ms, quiet_ms
         )

@@ -28,6 +28,8 @@ class SessionRow(BaseModel):
     #: [] proves idle; absent with hasActiveRun true means an owner whose run ids are unknown
     active_run_ids: tuple[str, ...] | None = Field(None, alias="activeRunIds")
     last_run_id: str | None = Field(None, alias="lastRunId")
+    #: 2026.9.6: "tombstoned" once its restart recovery gave up; every turn is refused then
+    restart_recovery_status: str | None = Field(None, alias="restartRecoveryStatus")
 
     @field_validator("started_at", "ended_at", "updated_at", mode="before")
     @classmethod

@@ -5,7 +5,24 @@ Used by the tests, the demo fleet of `lane-supervisor up` and the benchmarks. It
 mutating call it receives, so tests can prove what was (and was not) sent.
 """
 
-from supervisor.simulator.gateway import LINES, FaultMode, Line, SimGateway, SimSession, Version
+from supervisor.simulator.gateway import (
+    LINES,
+    SESSION_FAULTS,
+    FaultMode,
+    Line,
+    SimGateway,
+    SimSession,
+    Version,
+)
 from supervisor.simulator.server import SimulatorServer
 
-__all__ = ["LINES", "FaultMode", "Line", "SimGateway", "SimSession", "SimulatorServer", "Version"]
+__all__ = [
+    "LINES",
+    "SESSION_FAULTS",
+    "FaultMode",
+    "Line",
+    "SimGateway",
+    "SimSession",
+    "SimulatorServer",
+    "Version",
+]

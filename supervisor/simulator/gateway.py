@@ -85,6 +85,9 @@ class Line:
     scope_upgrade_approval: bool
     #: `diagnostics.lanes` exists
     lanes: bool
+    #: restart recovery gives up on a session after this many replays charged without a
+    #: started turn, and tombstones it (2026.9.6, measured: 3); None: no such recovery
+    tombstone_after: int | None = None
 
     def methods(self) -> list[str]:
         methods = list(METHODS_4 if self.protocol >= 4 else METHODS_3)
@@ -127,7 +130,7 @@ LINES: dict[Version, Line] = {
         abort_params=_ABORT_4 | {"clearQueued"},
         reset_params=frozenset({"key", "agentId", "reason", "expectedSessionId"}),
         reset_new_session_id=False, pages=True, holds_messages=True, hello_auth=True,
-        token_only_scopes=True, scope_upgrade_approval=False, lanes=True,
+        token_only_scopes=True, scope_upgrade_approval=False, lanes=True, tombstone_after=3,
     ),
 }  # fmt: skip
 
@@ -142,6 +145,27 @@ class FaultMode(StrEnum):
     HANG_CALLS = "hang_calls"  # complete the handshake, then never answer
     #: sessions.reset answers ok and changes nothing (openclaw #126836)
     RESET_NOOP = "reset_noop"
+    #: openclaw #146692 (2026.9.4), built from the issue's description only (not reproduced on
+    #: 2026.9.6): every session aborted before a restart comes back `running` with no active
+    #: run (stale recovery/writer claims), and every turn to it fails with
+    #: SESSION_WORK_START_CHANGED; a reset or `/new` clears it
+    WORK_START_CHANGED = "work_start_changed"
+    #: the same, as openclaw #140467 tells it: `/new` and `sessions.reset` answer ok and clear
+    #: nothing on such a session: it stays stuck
+    WORK_START_STUCK = "work_start_stuck"
+
+
+#: faults of sessions, not of the connection: the session's state is the ladder's business
+SESSION_FAULTS = frozenset(
+    {FaultMode.RESET_NOOP, FaultMode.WORK_START_CHANGED, FaultMode.WORK_START_STUCK}
+)
+#: FaultMode.WORK_START_* turn refusal (the issue names the code; the message is 2026.9.6's own)
+WORK_START_CHANGED_CODE = "SESSION_WORK_START_CHANGED"
+#: what 2026.9.6 answers any turn to a tombstoned session (measured, code INVALID_REQUEST)
+TOMBSTONE_REFUSAL = (
+    'Session "{key}" ended during restart recovery. Use /new or /reset to start a replacement '
+    "session."
+)
 
 
 class SimError(Exception):
@@ -192,6 +216,14 @@ class SimSession:
     #: when the live run finishes by itself (gateway clock, ms); None: it hangs
     finishes_at: float | None = None
     transcript: list[str] = field(default_factory=list)
+    #: FaultMode.WORK_START_*: aborted during this boot, so the next restart leaves it stuck
+    aborted_this_boot: bool = False
+    #: FaultMode.WORK_START_*: a stale recovery/writer claim; every turn fails
+    stale_claim: bool = False
+    #: restart replays of its interrupted turn charged without a started turn (2026.9.6)
+    unstarted_replays: int = 0
+    #: 2026.9.6's restart recovery gave up on it: `failed`, every turn refused until a reset
+    tombstoned: bool = False
 
 
 @dataclass
@@ -318,7 +350,11 @@ class SimGateway:
         Reconciling lines (2026.5.28, 2026.7.35) then mark each interrupted row `failed`
         `reconcile_delay_s` after the boot. `replay` (2026.9.6): "off" leaves them, "hang" makes
         the first (in key order) a live replay that never ends (blocking the rest, as
-        measured), "finish" heals them all.
+        measured), "finish" heals them all, "unstarted" makes the first a replay whose turn has
+        not started yet (a crash within a second of the replay's start does that): after
+        `tombstone_after` of those in a row the next boot tombstones the session instead
+        (measured). Under FaultMode.WORK_START_* every session aborted since the last boot
+        comes back stuck.
         """
         self.boot_ms = self.now_ms()
         self.boot_id = str(uuid.uuid4())
@@ -331,13 +367,42 @@ class SimGateway:
                     s.aborted_last_run = True
                 if self.line.restart == "reconcile":
                     s.reconcile_at = self.boot_ms + self.reconcile_delay_s * 1000
+        if self.fault in (FaultMode.WORK_START_CHANGED, FaultMode.WORK_START_STUCK):
+            for s in self.sessions.values():
+                if s.aborted_this_boot:
+                    self._stick(s)
+        for s in self.sessions.values():
+            s.aborted_this_boot = False
+        limit = self.line.tombstone_after
+        if limit is not None:
+            for s in interrupted:
+                if s.unstarted_replays >= limit:
+                    self._tombstone(s)
+            interrupted = [s for s in interrupted if not s.tombstoned]
         if self.line.restart == "replay" and interrupted and replay != "off":
             ordered = sorted(interrupted, key=lambda s: s.key)
-            if replay == "hang":
+            if replay in ("hang", "unstarted"):
                 ordered[0].live_run = self._run_id()
+                ordered[0].unstarted_replays = (
+                    ordered[0].unstarted_replays + 1 if replay == "unstarted" else 0
+                )
             else:
                 for s in ordered:
+                    s.unstarted_replays = 0
                     self._finish(s, "done")
+
+    def _stick(self, s: SimSession) -> None:
+        """FaultMode.WORK_START_*: the shape openclaw #146692 describes (rows `running`, no
+        active run, every turn failing); its row fields beyond that are not known."""
+        s.status, s.ended_at, s.live_run, s.finishes_at = "running", None, None, None
+        s.held_runs, s.held_text = [], {}
+        s.aborted_last_run, s.stale_claim = True, True
+        s.updated_at = self.boot_ms
+
+    def _tombstone(self, s: SimSession) -> None:
+        """2026.9.6 gives up on the session's restart recovery (measured row)."""
+        self._finish(s, "failed")
+        s.aborted_last_run, s.tombstoned, s.unstarted_replays = False, True, 0
 
     def tick(self) -> None:
         """Finish runs whose time has come."""
@@ -429,6 +494,22 @@ class SimGateway:
             aborted_last_run=self.line.restart == "replay",
         )
         self.sessions[key] = s
+        return s
+
+    def add_stale_claim(self, key: str, *, age_s: float = 3600) -> SimSession:
+        """openclaw #146692's shape (from the issue's description): a zombie row whose every
+        turn fails with SESSION_WORK_START_CHANGED. Under FaultMode.WORK_START_STUCK a reset
+        does not clear it; otherwise a reset or `/new` does."""
+        s = self.add_zombie(key, age_s=age_s)
+        s.aborted_last_run, s.stale_claim = True, True
+        return s
+
+    def add_tombstoned(self, key: str, *, age_s: float = 3600) -> SimSession:
+        """A session whose restart recovery 2026.9.6 gave up on (measured): `failed`, nothing
+        active, `restartRecoveryStatus: "tombstoned"`; every turn is refused until a reset."""
+        s = self.add_zombie(key, age_s=age_s)
+        self._tombstone(s)
+        s.ended_at = s.updated_at = self.boot_ms + 1000
         return s
 
     # -- the protocol's answers ----------------------------------------------------------------
@@ -594,6 +675,8 @@ class SimGateway:
             if s.last_run_id:
                 row["lastRunId"] = s.last_run_id
             row["isMain"] = s.key.endswith(":main")
+            if s.tombstoned:
+                row["restartRecoveryStatus"] = "tombstoned"
         return row
 
     def _list(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
@@ -649,6 +732,7 @@ class SimGateway:
 
     def _abort(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         s = self._session(params, set(self.line.abort_params))
+        s.aborted_this_boot = True
         run_id = params.get("runId")
         if not s.live_run or (run_id is not None and run_id != s.live_run):
             self._record(s, "sessions.abort", params, "no-active-run")
@@ -675,6 +759,8 @@ class SimGateway:
         s.status, s.started_at, s.ended_at = None, None, None
         s.live_run, s.held_runs, s.finishes_at = None, [], None
         s.aborted_last_run = False
+        s.stale_claim, s.tombstoned, s.unstarted_replays = False, False, 0
+        s.aborted_this_boot = False
         s.updated_at = self.now_ms()
         if self.line.reset_new_session_id:
             s.session_id = str(uuid.uuid4())
@@ -689,18 +775,31 @@ class SimGateway:
                 "session changed",
                 {"reason": "session-changed", "sessionId": s.session_id},
             )
-        if self.fault is FaultMode.RESET_NOOP:
+        if self.fault is FaultMode.RESET_NOOP or self._stuck(s):
             self._record(s, "sessions.reset", params, "noop")
             return {"ok": True, "key": s.key, "entry": self.row(s)}
         self._clear(s)
         self._record(s, "sessions.reset", params, "reset")
         return {"ok": True, "key": s.key, "entry": self.row(s)}
 
+    def _stuck(self, s: SimSession) -> bool:
+        """openclaw #140467: neither a reset nor `/new` clears a stale claim."""
+        return s.stale_claim and self.fault is FaultMode.WORK_START_STUCK
+
     def _send(self, params: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
         s = self._session(params, {"key", "message", "idempotencyKey"})
         message = params.get("message")
         if not isinstance(message, str):
             raise SimError("INVALID_REQUEST", "invalid params: message required")
+        resets = message.strip() in {"/new", "/reset"}
+        if s.tombstoned and not resets:
+            self._record(s, "sessions.send", params, "refused")
+            raise SimError("INVALID_REQUEST", TOMBSTONE_REFUSAL.format(key=s.key))
+        if s.stale_claim and not resets:
+            self._record(s, "sessions.send", params, "refused")
+            raise SimError(
+                WORK_START_CHANGED_CODE, f'Session "{s.key}" changed while starting work. Retry.'
+            )
         idem = params.get("idempotencyKey")
         if isinstance(idem, str) and idem in self.idempotency_keys:
             # a second send with the same key runs nothing (measured on 2026.9.6)
@@ -710,10 +809,12 @@ class SimGateway:
         if isinstance(idem, str) and idem:
             self.idempotency_keys.add(idem)
         s.transcript.append(message)
-        if message.strip() in {"/new", "/reset"}:
+        if resets:
             if self.version is Version.V2026_9_6 and "operator.admin" not in scopes:
                 s.transcript.append("not authorized to reset")
                 self._record(s, "sessions.send", params, "not-authorized")
+            elif self._stuck(s):
+                self._record(s, "sessions.send", params, "noop")
             else:
                 self._clear(s)
                 self._record(s, "sessions.send", params, "reset")

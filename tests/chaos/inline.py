@@ -20,7 +20,7 @@ from supervisor.recovery.models import NextStep, StepResult
 from supervisor.recovery.runtime import run_ladder
 from supervisor.recovery.scanner import Scanner
 from supervisor.recovery.steps import Steps
-from supervisor.simulator import FaultMode
+from supervisor.simulator import SESSION_FAULTS, FaultMode
 from tests.chaos.common import new_key, tally
 from tests.chaos.harness import Cluster
 from tests.chaos.oracle import CountingGateway, Row
@@ -446,8 +446,9 @@ CHANGES: dict[str, Callable[[CountingGateway, str], None]] = {
     ),
     "row unreadable": lambda gw, k: gw.garbage_keys.add(k),
 }
-# connection-level faults only: a reset that changes nothing is the ladder's business
-FAULTS = [m for m in FaultMode if m not in (FaultMode.NONE, FaultMode.RESET_NOOP)]
+# connection-level faults only: a session's state (a reset that changes nothing, a stuck claim)
+# is the ladder's business
+FAULTS = [m for m in FaultMode if m is not FaultMode.NONE and m not in SESSION_FAULTS]
 
 
 def bad_gateways(root: Path, runs: int) -> Row:

@@ -15,7 +15,8 @@ The harness, one module per job (plain Python, no pytest; the fixtures live in `
   on the same port, and is always stopped at teardown (`stop()`, context manager, and an atexit
   sweep of every process this run started).
 * `recipes`: `RealGateway`, a gateway plus `make_idle`, `make_hung`, `make_zombies`,
-  `make_created`, `deliver`; `lines` says what each release line does at restart.
+  `make_created`, `make_tombstoned` (2026.9.6 gives up a session's restart recovery),
+  `deliver`; `lines` says what each release line does at restart.
 * `rows`: async building blocks for async tests (`create_session`, `send_message`,
   `list_raw_rows`, `wait_for_rows`, `row_facts`).
 * `factory`: `GatewayFactory`, independent gateways on demand, all stopped (and checked gone).

@@ -210,6 +210,48 @@ class RealGateway(GatewayProcess):
             seconds=round(time.monotonic() - began, 2),
         )
 
+    def make_tombstoned(self, name: str, *, max_boots: int = 8, timeout: float = 60.0) -> str:
+        """A session 2026.9.6's restart recovery gave up on (openclaw #146692's line on 9.6).
+
+        Hang a run, then SIGKILL the gateway again each time its restart recovery starts
+        replaying the interrupted turn ("started interrupted main session"), before the replay's
+        turn reaches the model. After 3 such replays without a started turn the next boot
+        tombstones the session (measured): `status: "failed"`, `abortedLastRun: false`,
+        `restartRecoveryStatus: "tombstoned"`, and every `sessions.send`, `chat.send` and
+        `agent` to it is refused with INVALID_REQUEST "... ended during restart recovery. Use
+        /new or /reset to start a replacement session." Needs a gateway with no other running
+        session (the replay takes them one at a time, in key order). Returns the key.
+        """
+        if self.version not in REPLAYS_AT_RESTART:
+            raise HarnessError(f"{self.version} does not replay interrupted turns at restart")
+        others = [k for k, row in self.rows().items() if running(row)]
+        if others:
+            raise HarnessError(f"make_tombstoned needs a gateway with no running session: {others}")
+        (key,) = self.make_hung(name)
+        started = float(self.rows()[key].get("startedAt") or time.time() * 1000)
+        wait = started / 1000 + 1.0 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        replaying = f"started interrupted main session: {key}"
+        for _ in range(max_boots):
+            self.kill()
+            offset = self.console_log.stat().st_size if self.console_log.exists() else 0
+            self.start()
+            deadline = time.monotonic() + timeout
+            next_read = 0.0
+            while time.monotonic() < deadline:
+                if replaying in self._console_since(offset):
+                    break  # killed before the replay's turn starts: the attempt is charged
+                if time.monotonic() >= next_read:
+                    # the boot that gives up logs nothing on the console (measured): read the row
+                    if self.rows().get(key, {}).get("restartRecoveryStatus") == "tombstoned":
+                        return key
+                    next_read = time.monotonic() + 1.0
+                time.sleep(0.02)
+            else:
+                raise HarnessError(f"{self}: no replay of {key} and no tombstone in {timeout:g}s")
+        raise HarnessError(f"{self}: {key} not tombstoned after {max_boots} interrupted replays")
+
     def make_dead_in_process(self, *names: str, timeout: float = 30.0) -> DeadRuns:
         """Hang runs for `names`, then let their model calls die (the fake closes each
         connection unanswered, as a crashed provider or a network reset would) while the gateway
