@@ -94,6 +94,19 @@ class Settings(BaseSettings):
         None,
         description="Flower basic-auth password; unset: `up` generates one and prints it once.",
     )
+    flower_max_tasks: int = Field(
+        100_000,
+        ge=1,
+        description="Tasks Flower keeps in memory, oldest seen first out (Flower's --max_tasks; "
+        "its own default). With periodic_events off it holds steps, escalations and pages only.",
+    )
+    periodic_events: bool = Field(
+        False,
+        description="Celery task events for the periodic tasks beat sends (scan_gateway, "
+        "page_tick), so Flower lists them; off, Flower's memory keeps recoveries and pages "
+        "rather than the last minutes of scans (~16 a second at 1,000 gateways). Read by "
+        "workers and beat alike.",
+    )
     metrics_dir: Path | None = Field(
         None,
         description="Where worker processes write Prometheus samples (one subdirectory per "

@@ -85,6 +85,7 @@ def child_commands(settings: Settings) -> dict[str, list[str]]:
             "flower",
             f"--address={settings.flower_address}",
             f"--port={settings.flower_port}",
+            f"--max_tasks={settings.flower_max_tasks}",
         ),
         "metrics": [sys.executable, "-m", "supervisor", "metrics"],
     }
