@@ -485,11 +485,18 @@ def clear(
 
 
 @app.command()
-def up(fleet: FleetOption = None) -> int:
+def up(
+    fleet: FleetOption = None,
+    logs: Annotated[
+        bool,
+        typer.Option("--logs", help="Stream every process's log lines instead of the summary."),
+    ] = False,
+) -> int:
     """Run Redis (embedded unless SUPERVISOR_REDIS_URL), a worker, beat and Flower.
 
     With no fleet file it runs a demo fleet of simulated gateways holding zombies, scanned every
-    10 s, so you can watch them healed in Flower. Ctrl-C or SIGTERM stops everything.
+    10 s, so you can watch them healed in Flower. The terminal shows a compact summary; each
+    process logs to <state dir>/logs/<name>.log. Ctrl-C or SIGTERM stops everything.
     """
     from supervisor.state.connection import mask_url
     from supervisor.up import Plan, run_up
@@ -503,7 +510,7 @@ def up(fleet: FleetOption = None) -> int:
         _err().print(f"metrics: {plan.metrics_url}  (same password)", highlight=False)
         _err().print("audit:  lane-supervisor audit   (Ctrl-C stops everything)", highlight=False)
 
-    return run_up(_settings(), fleet, announce=announce)
+    return run_up(_settings(), fleet, announce=announce, stream_logs=logs, console=_err())
 
 
 @app.command()

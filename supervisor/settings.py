@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         "rather than the last minutes of scans (~16 a second at 1,000 gateways). Read by "
         "workers and beat alike.",
     )
+    summary_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often `up` reads its summary from Redis: a terminal's live view is "
+        "redrawn, other output (CI, a pipe) gets a line when it changed.",
+    )
     metrics_dir: Path | None = Field(
         None,
         description="Where worker processes write Prometheus samples (one subdirectory per "

@@ -7,6 +7,11 @@ a minute. The worker, beat and Flower are real `celery` processes, started as ch
 same environment the CLI reads;
 Flower's credentials go through its environment (`FLOWER_BASIC_AUTH`), never its command line,
 where `ps` would show them (flower #209). Ctrl-C or SIGTERM stops the children, then Redis.
+
+Each child writes its whole output to a file of its own, `<state dir>/logs/<name>.log` (the
+previous run's kept as `<name>.log.1`); the terminal shows a compact summary read from Redis
+(a live view on a terminal, a plain line when it changes otherwise), or with `--logs` every
+child's lines as they are written, prefixed with its name.
 """
 
 from __future__ import annotations
@@ -20,20 +25,30 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rich.console import Console
+from rich.live import Live
+
+from supervisor.errors import StateError
 from supervisor.fleet import load_fleet
 from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, SCAN_QUEUE
 from supervisor.recovery.runtime import URL_FILE, embedded_dir
 from supervisor.redis_server import EmbeddedRedis, write_private
 from supervisor.settings import Settings
+from supervisor.state import StateStore
+from supervisor.status import FleetSummary, fleet_summary, record_line, render_summary
 
 #: how long children get to stop after SIGTERM before SIGKILL
 STOP_TIMEOUT_S = 15.0
 DEMO_SCAN_INTERVAL = "10s"
+LOG_DIR = "logs"
+#: lines of a dead child's log `up` prints before it stops
+DEAD_TAIL_LINES = 20
 
 
 @dataclass
@@ -168,6 +183,135 @@ def page_receiver() -> Iterator[str]:
         server.server_close()
 
 
+def log_dir(settings: Settings) -> Path:
+    return settings.state_dir / LOG_DIR
+
+
+def _open_log(path: Path) -> int:
+    """A fresh log file for one child (the last run's kept as `.1`), 0600: a log names
+    gateways and session keys, though never a secret."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        path.replace(path.with_name(path.name + ".1"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+class _Follower(threading.Thread):
+    """`--logs`: copies every child's new log lines to stderr, `name | line`, as written."""
+
+    def __init__(self, logs: dict[str, Path], stop: threading.Event, every_s: float) -> None:
+        super().__init__(daemon=True, name="up-logs")
+        self._logs = logs
+        self._stop_event = stop
+        self._every = every_s
+        self._offsets = dict.fromkeys(logs, 0)
+        self._partial = dict.fromkeys(logs, b"")
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.drain()
+            self._stop_event.wait(self._every)
+        self.drain()
+
+    def drain(self) -> None:
+        width = max(map(len, self._logs))
+        for name, path in self._logs.items():
+            try:
+                with path.open("rb") as f:
+                    f.seek(self._offsets[name])
+                    chunk = f.read()
+            except OSError:
+                continue
+            self._offsets[name] += len(chunk)
+            *done, self._partial[name] = (self._partial[name] + chunk).split(b"\n")
+            for raw in done:
+                line = raw.decode(errors="replace")
+                print(f"{name:<{width}} | {line}", file=sys.stderr, flush=True)
+
+
+class _Summary:
+    """The compact view of `up`: live on a terminal, plain lines elsewhere (CI, pipes)."""
+
+    def __init__(self, settings: Settings, url: str, fleet: Path, console: Console) -> None:
+        self._settings = settings
+        self._url = url
+        self._console = console
+        self._names: list[str] | None
+        try:
+            self._names = [g.name for g in load_fleet(fleet).gateways]
+        except Exception:  # checked before start; here only for the gateway list
+            self._names = None
+        self._store: StateStore | None = None
+        self._live: Live | None = None
+        self._last_line = ""
+        self._seen: set[tuple[object, ...]] = set()
+        self._footer = (
+            f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · Ctrl-C stops"
+        )
+
+    def __enter__(self) -> _Summary:
+        if self._console.is_terminal:
+            self._live = Live(
+                "[dim]waiting for the first scans...[/]",
+                console=self._console,
+                refresh_per_second=4,
+                redirect_stderr=True,
+                redirect_stdout=True,
+            )
+            self._live.__enter__()
+        else:
+            print(f"up: {self._footer}", file=sys.stderr, flush=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+        if self._store is not None:
+            self._store.close()
+
+    def _read(self) -> FleetSummary | None:
+        try:
+            if self._store is None:
+                self._store = StateStore.from_url(self._url, prefix=self._settings.key_prefix)
+            return fleet_summary(self._store, self._names)
+        except StateError as exc:
+            if self._live is not None:
+                self._live.update(f"[red]Redis: {exc}[/]")
+            return None
+
+    def refresh(self) -> None:
+        summary = self._read()
+        if summary is None:
+            return
+        if self._live is not None:
+            self._live.update(render_summary(summary, self._footer))
+            return
+        # plain: each new action and page once (of the newest few: bounded however busy),
+        # and the counts line when it changed
+        shown: set[tuple[object, ...]] = set()
+        for record in summary.actions + summary.pages:
+            ident = (record["ts_ms"], record["gateway"], record.get("key"), record["step"],
+                     record["outcome"])  # fmt: skip
+            shown.add(ident)
+            if ident not in self._seen:
+                print(f"up: {record_line(record)}", file=sys.stderr, flush=True)
+        self._seen = shown
+        line = summary.line()
+        if line != self._last_line:
+            self._last_line = line
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            print(f"up: {stamp} {line}", file=sys.stderr, flush=True)
+
+
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in children.values():
         if proc.poll() is None:
@@ -186,8 +330,12 @@ def run_up(
     *,
     announce: Callable[[Plan], None],
     stop: threading.Event | None = None,
+    stream_logs: bool = False,
+    console: Console | None = None,
 ) -> int:
-    """Run everything until SIGINT/SIGTERM (or `stop` is set); the exit code."""
+    """Run everything until SIGINT/SIGTERM (or `stop` is set); the exit code.
+
+    `stream_logs`: copy the children's log lines to stderr instead of showing the summary."""
     stop = stop or threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -224,26 +372,78 @@ def run_up(
             # the children need neither the password in their own settings nor a .env file
             env.pop("SUPERVISOR_FLOWER_PASSWORD", None)
             children: dict[str, subprocess.Popen[bytes]] = {}
+            logs: dict[str, Path] = {}
             try:
                 for name, argv in child_commands(settings).items():
                     child_env = env if name == "flower" else _without_flower_auth(env)
                     if name == "metrics" and settings.metrics_password is None:
                         child_env = {**child_env, "SUPERVISOR_METRICS_PASSWORD": password}
-                    children[name] = subprocess.Popen(
-                        argv, env=child_env, stdin=subprocess.DEVNULL, start_new_session=True
-                    )
+                    logs[name] = log_dir(settings) / f"{name}.log"
+                    fd = _open_log(logs[name])
+                    try:
+                        children[name] = subprocess.Popen(
+                            argv, env=child_env, stdin=subprocess.DEVNULL, stdout=fd,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                        )  # fmt: skip
+                    finally:
+                        os.close(fd)
                 announce(plan)
-                while not stop.wait(0.5):
-                    dead = [n for n, p in children.items() if p.poll() is not None]
-                    if dead:
-                        print(f"up: {', '.join(dead)} exited; stopping", file=sys.stderr)
-                        return 1
+                dead = _watch(
+                    settings, url, fleet_path, children, logs, stop,
+                    stream_logs=stream_logs, console=console or Console(stderr=True),
+                )  # fmt: skip
+                if dead:
+                    for name in dead:
+                        print(f"up: {name} exited; the end of {logs[name]}:", file=sys.stderr)
+                        for line in _tail(logs[name], DEAD_TAIL_LINES):
+                            print(f"  {line}", file=sys.stderr)
+                    print(f"up: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                    return 1
                 return 0
             finally:
                 _stop(children)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _watch(
+    settings: Settings,
+    url: str,
+    fleet: Path,
+    children: dict[str, subprocess.Popen[bytes]],
+    logs: dict[str, Path],
+    stop: threading.Event,
+    *,
+    stream_logs: bool,
+    console: Console,
+) -> list[str]:
+    """Show the summary (or stream the logs) until `stop` or a child dies; the dead ones."""
+
+    def dead() -> list[str]:
+        return [n for n, p in children.items() if p.poll() is not None]
+
+    if stream_logs:
+        follower = _Follower(logs, stop, every_s=0.2)
+        follower.start()
+        try:
+            while not stop.wait(0.5):
+                if gone := dead():
+                    return gone
+            return []
+        finally:
+            stop.set()
+            follower.join(5)
+    with _Summary(settings, url, fleet, console) as summary:
+        next_at = 0.0
+        while True:
+            if gone := dead():
+                return gone
+            if time.monotonic() >= next_at:
+                summary.refresh()
+                next_at = time.monotonic() + settings.summary_interval_s
+            if stop.wait(min(0.5, settings.summary_interval_s)):
+                return []
 
 
 def _without_flower_auth(env: dict[str, str]) -> dict[str, str]:
