@@ -433,17 +433,28 @@ def audit(
     gateway: Annotated[
         str | None, typer.Option("--gateway", "-g", help="Only this gateway's records.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", "-k", help="Only this session's records (its recoveries' story)."),
+    ] = None,
 ) -> int:
-    """Print the audit trail (the durable record of every decision and action)."""
+    """Print the audit trail (the durable record of every decision and action).
+
+    With -g/-k it looks back through the whole stream for that gateway's or session's records:
+    the story of a recovery Flower no longer holds (a page names the command)."""
     from supervisor.recovery.runtime import redis_url_for
     from supervisor.render import render_audit
-    from supervisor.state import StateStore
+    from supervisor.state import AuditRecord, StateStore
+
+    def wanted(r: AuditRecord) -> bool:
+        return (gateway is None or r.gateway == gateway) and (key is None or r.key == key)
 
     settings = _settings()
     with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
-        records = st.audit.tail(limit if gateway is None else max(limit * 20, 1000))
-    if gateway is not None:
-        records = [r for r in records if r.gateway == gateway][-limit:]
+        if gateway is None and key is None:
+            records = st.audit.tail(limit)
+        else:
+            records = st.audit.newest_matching(wanted, limit)
     docs = [r.model_dump(mode="json", exclude_none=True) for r in records]
     if as_json:
         print_json({"records": docs})
