@@ -97,8 +97,9 @@ class Settings(BaseSettings):
     flower_max_tasks: int = Field(
         100_000,
         ge=1,
-        description="Tasks Flower keeps in memory, oldest seen first out (Flower's --max_tasks; "
-        "its own default). With periodic_events off it holds steps, escalations and pages only.",
+        description="Tasks Flower keeps in memory, the least recently heard of dropped first "
+        "(Flower's --max_tasks, its own default). With periodic_events off only steps, "
+        "escalations and page deliveries take room (README, Flower at fleet scale).",
     )
     periodic_events: bool = Field(
         False,
