@@ -255,7 +255,8 @@ class _Summary:
         self._last_line = ""
         self._seen: set[tuple[object, ...]] = set()
         self._footer = (
-            f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · Ctrl-C stops"
+            f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · a session's "
+            "story: lane-supervisor audit -g <gateway> -k <key> · Ctrl-C stops"
         )
 
     def __enter__(self) -> _Summary:
