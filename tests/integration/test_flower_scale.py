@@ -6,15 +6,16 @@ command lines `up` uses (supervisor.up.child_commands), read through Flower's HT
 Flower keeps its last `--max_tasks` tasks in memory (an LRU of task ids: every task it hears
 of takes one slot, the least recently heard of goes first). What pushes a recovery out is the
 number of tasks heard of after it, against max_tasks; so the issue's "20,000 scans after the
-recovery, 10,000 kept" is this test's `SCANS` (1,000) against `MAX_TASKS` (50): twenty times
-max_tasks rather than twice (Flower 2.2's own default, 100,000, would be a fifth), the same
-eviction with a margin, in half a minute instead of the ten minutes or more that 20,000 real
-scans take on two shared cores. `FLOWER_SCALE_SCANS` and
+recovery, 10,000 kept" is this test's `SCANS` (600) against `MAX_TASKS` (30): twenty times
+max_tasks rather than twice (against Flower 2.2's own default, 100,000, it would be a fifth),
+the same eviction with a margin, in well under a minute instead of the ten minutes or more
+that 20,000 real scans take on two shared cores. `FLOWER_SCALE_SCANS` and
 `FLOWER_SCALE_MAX_TASKS` run it at other sizes (e.g. 20000 and 10000).
 
 The control case runs the same fleet with SUPERVISOR_PERIODIC_EVENTS=true (scans send task
-events, as before): the early recovery's steps are gone from Flower, so the size is enough to
-evict and the first case cannot pass by lack of pressure.
+events, as before) and a fifth of the scans (four times max_tasks, still twice the issue's
+ratio): the early recovery's steps are gone from Flower. Eviction only grows with the scans
+that follow, so the first case, with five times as many, cannot pass by lack of pressure.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "canary-flower-scale-token-7c2a"
 FLOWER_PASSWORD = "canary-flower-scale-pw-91b3"
-SCANS = int(os.environ.get("FLOWER_SCALE_SCANS", "1000"))
-MAX_TASKS = int(os.environ.get("FLOWER_SCALE_MAX_TASKS", "50"))
+SCANS = int(os.environ.get("FLOWER_SCALE_SCANS", "600"))
+MAX_TASKS = int(os.environ.get("FLOWER_SCALE_MAX_TASKS", "30"))
 #: gateways scanned every second: the scan rate the workers are offered (they take what they can)
 GATEWAYS = 60
 STEPS = {"supervisor.abort_session", "supervisor.reset_session", "supervisor.verify_session"}
@@ -147,14 +148,14 @@ def fleet_under_up(
         yield Fleet(gateways, f"http://127.0.0.1:{port}", results)
 
 
-def early_recovery_then_scans(fleet: Fleet) -> tuple[dict[str, str], dict[str, Any]]:
-    """The early zombie's step task ids, and what Flower lists once `SCANS` more scans have
+def early_recovery_then_scans(fleet: Fleet, scans: int) -> tuple[dict[str, str], dict[str, Any]]:
+    """The early zombie's step task ids, and what Flower lists once `scans` more scans have
     run and Flower has heard of them all."""
     early = wait_for(
         "the early recovery healed", lambda: fleet.recovery("agent:main:early"), 90, every=0.5
     )
     start = fleet.scans()
-    wait_for(f"{SCANS} scans", lambda: fleet.scans() - start >= SCANS, 300, every=0.5)
+    wait_for(f"{scans} scans", lambda: fleet.scans() - start >= scans, 300, every=0.5)
     ended = time.time()
     fleet.gateways[-1].add_zombie("agent:main:late")
     wait_for("the late recovery healed", lambda: fleet.recovery("agent:main:late"), 90, every=0.5)
@@ -177,7 +178,7 @@ def early_recovery_then_scans(fleet: Fleet) -> tuple[dict[str, str], dict[str, A
 
 def test_a_recovery_stays_in_flower_after_many_scans(tmp_path: Path, valkey: EmbeddedRedis) -> None:
     with fleet_under_up(tmp_path, valkey, periodic_events=False) as fleet:
-        early, tasks = early_recovery_then_scans(fleet)
+        early, tasks = early_recovery_then_scans(fleet, SCANS)
         # Flower goes on recording recoveries (the late one, after the scans)
         assert wait_for(
             "the late recovery in Flower",
@@ -198,7 +199,7 @@ def test_control_with_scan_events_the_recovery_is_pushed_out(
     tmp_path: Path, valkey: EmbeddedRedis
 ) -> None:
     with fleet_under_up(tmp_path, valkey, periodic_events=True) as fleet:
-        early, tasks = early_recovery_then_scans(fleet)
+        early, tasks = early_recovery_then_scans(fleet, max(SCANS // 5, 2 * MAX_TASKS))
     assert "supervisor.scan_gateway" in {t.get("name") for t in tasks.values()}
     assert len(tasks) <= MAX_TASKS
     kept = {name for name, uuid in early.items() if uuid in tasks}
