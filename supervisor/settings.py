@@ -112,7 +112,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How often `up` reads its summary from Redis: a terminal's live view is "
-        "redrawn, other output (CI, a pipe) gets a line when it changed.",
+        "redrawn; other output (CI, a pipe) gets each new action and page, and the counts "
+        "line when it changed or else every 12 intervals.",
     )
     metrics_dir: Path | None = Field(
         None,

@@ -49,6 +49,9 @@ DEMO_SCAN_INTERVAL = "10s"
 LOG_DIR = "logs"
 #: lines of a dead child's log `up` prints before it stops
 DEAD_TAIL_LINES = 20
+#: not on a terminal, the counts line is printed again after this many summary intervals
+#: even when nothing changed, so a CI log shows `up` still runs
+PLAIN_REPEAT_INTERVALS = 12
 
 
 @dataclass
@@ -253,6 +256,7 @@ class _Summary:
         self._store: StateStore | None = None
         self._live: Live | None = None
         self._last_line = ""
+        self._last_printed = 0.0
         self._seen: set[tuple[object, ...]] = set()
         self._footer = (
             f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · a session's "
@@ -307,8 +311,9 @@ class _Summary:
                 print(f"up: {record_line(record)}", file=sys.stderr, flush=True)
         self._seen = shown
         line = summary.line()
-        if line != self._last_line:
-            self._last_line = line
+        repeat_s = PLAIN_REPEAT_INTERVALS * self._settings.summary_interval_s
+        if line != self._last_line or time.monotonic() - self._last_printed >= repeat_s:
+            self._last_line, self._last_printed = line, time.monotonic()
             stamp = time.strftime("%H:%M:%S", time.gmtime())
             print(f"up: {stamp} {line}", file=sys.stderr, flush=True)
 
