@@ -5,15 +5,18 @@ Also the compact summary `up` shows while it runs (`fleet_summary`, `render_summ
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from supervisor.errors import StateError
 from supervisor.state import StateStore
 
 
@@ -206,3 +209,83 @@ def render_summary(summary: FleetSummary, footer: str = "") -> Group:
 
 def _red(n: int) -> str:
     return f"[red]{n}[/]" if n else "0"
+
+
+class SummaryView:
+    """The compact view of `up`: live on a terminal, plain lines elsewhere (CI, pipes): each
+    new action and page, and the counts line when it changed or `repeat_s` went by."""
+
+    def __init__(
+        self,
+        url: str,
+        names: list[str] | None,
+        console: Console,
+        *,
+        prefix: str,
+        footer: str,
+        repeat_s: float,
+    ) -> None:
+        self._url = url
+        self._names = names
+        self._console = console
+        self._prefix = prefix
+        self._footer = footer
+        self._repeat_s = repeat_s
+        self._store: StateStore | None = None
+        self._live: Live | None = None
+        self._last_line = ""
+        self._last_printed = 0.0
+        self._seen: set[tuple[object, ...]] = set()
+
+    def __enter__(self) -> SummaryView:
+        if self._console.is_terminal:
+            self._live = Live(
+                "[dim]waiting for the first scans...[/]",
+                console=self._console,
+                refresh_per_second=4,
+                redirect_stderr=True,
+                redirect_stdout=True,
+            )
+            self._live.__enter__()
+        else:
+            print(f"up: {self._footer}", file=sys.stderr, flush=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+        if self._store is not None:
+            self._store.close()
+
+    def _read(self) -> FleetSummary | None:
+        try:
+            if self._store is None:
+                self._store = StateStore.from_url(self._url, prefix=self._prefix)
+            return fleet_summary(self._store, self._names)
+        except StateError as exc:
+            if self._live is not None:
+                self._live.update(f"[red]Redis: {exc}[/]")
+            return None
+
+    def refresh(self) -> None:
+        summary = self._read()
+        if summary is None:
+            return
+        if self._live is not None:
+            self._live.update(render_summary(summary, self._footer))
+            return
+        # plain: each new action and page once (of the newest few: bounded however busy),
+        # and the counts line when it changed
+        shown: set[tuple[object, ...]] = set()
+        for record in summary.actions + summary.pages:
+            ident = (record["ts_ms"], record["gateway"], record.get("key"), record["step"],
+                     record["outcome"])  # fmt: skip
+            shown.add(ident)
+            if ident not in self._seen:
+                print(f"up: {record_line(record)}", file=sys.stderr, flush=True)
+        self._seen = shown
+        line = summary.line()
+        if line != self._last_line or time.monotonic() - self._last_printed >= self._repeat_s:
+            self._last_line, self._last_printed = line, time.monotonic()
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            print(f"up: {stamp} {line}", file=sys.stderr, flush=True)

@@ -32,16 +32,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 
-from supervisor.errors import StateError
 from supervisor.fleet import load_fleet
+from supervisor.logs import LogFollower
 from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, SCAN_QUEUE
 from supervisor.recovery.runtime import URL_FILE, embedded_dir
 from supervisor.redis_server import EmbeddedRedis, write_private
 from supervisor.settings import Settings
-from supervisor.state import StateStore
-from supervisor.status import FleetSummary, fleet_summary, record_line, render_summary
+from supervisor.status import SummaryView
 
 #: how long children get to stop after SIGTERM before SIGKILL
 STOP_TIMEOUT_S = 15.0
@@ -208,116 +206,6 @@ def _tail(path: Path, lines: int) -> list[str]:
         return []
 
 
-class _Follower(threading.Thread):
-    """`--logs`: copies every child's new log lines to stderr, `name | line`, as written."""
-
-    def __init__(self, logs: dict[str, Path], stop: threading.Event, every_s: float) -> None:
-        super().__init__(daemon=True, name="up-logs")
-        self._logs = logs
-        self._stop_event = stop
-        self._every = every_s
-        self._offsets = dict.fromkeys(logs, 0)
-        self._partial = dict.fromkeys(logs, b"")
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.drain()
-            self._stop_event.wait(self._every)
-        self.drain()
-
-    def drain(self) -> None:
-        width = max(map(len, self._logs))
-        for name, path in self._logs.items():
-            try:
-                with path.open("rb") as f:
-                    f.seek(self._offsets[name])
-                    chunk = f.read()
-            except OSError:
-                continue
-            self._offsets[name] += len(chunk)
-            *done, self._partial[name] = (self._partial[name] + chunk).split(b"\n")
-            for raw in done:
-                line = raw.decode(errors="replace")
-                print(f"{name:<{width}} | {line}", file=sys.stderr, flush=True)
-
-
-class _Summary:
-    """The compact view of `up`: live on a terminal, plain lines elsewhere (CI, pipes)."""
-
-    def __init__(self, settings: Settings, url: str, fleet: Path, console: Console) -> None:
-        self._settings = settings
-        self._url = url
-        self._console = console
-        self._names: list[str] | None
-        try:
-            self._names = [g.name for g in load_fleet(fleet).gateways]
-        except Exception:  # checked before start; here only for the gateway list
-            self._names = None
-        self._store: StateStore | None = None
-        self._live: Live | None = None
-        self._last_line = ""
-        self._last_printed = 0.0
-        self._seen: set[tuple[object, ...]] = set()
-        self._footer = (
-            f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · a session's "
-            "story: lane-supervisor audit -g <gateway> -k <key> · Ctrl-C stops"
-        )
-
-    def __enter__(self) -> _Summary:
-        if self._console.is_terminal:
-            self._live = Live(
-                "[dim]waiting for the first scans...[/]",
-                console=self._console,
-                refresh_per_second=4,
-                redirect_stderr=True,
-                redirect_stdout=True,
-            )
-            self._live.__enter__()
-        else:
-            print(f"up: {self._footer}", file=sys.stderr, flush=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-        if self._store is not None:
-            self._store.close()
-
-    def _read(self) -> FleetSummary | None:
-        try:
-            if self._store is None:
-                self._store = StateStore.from_url(self._url, prefix=self._settings.key_prefix)
-            return fleet_summary(self._store, self._names)
-        except StateError as exc:
-            if self._live is not None:
-                self._live.update(f"[red]Redis: {exc}[/]")
-            return None
-
-    def refresh(self) -> None:
-        summary = self._read()
-        if summary is None:
-            return
-        if self._live is not None:
-            self._live.update(render_summary(summary, self._footer))
-            return
-        # plain: each new action and page once (of the newest few: bounded however busy),
-        # and the counts line when it changed
-        shown: set[tuple[object, ...]] = set()
-        for record in summary.actions + summary.pages:
-            ident = (record["ts_ms"], record["gateway"], record.get("key"), record["step"],
-                     record["outcome"])  # fmt: skip
-            shown.add(ident)
-            if ident not in self._seen:
-                print(f"up: {record_line(record)}", file=sys.stderr, flush=True)
-        self._seen = shown
-        line = summary.line()
-        repeat_s = PLAIN_REPEAT_INTERVALS * self._settings.summary_interval_s
-        if line != self._last_line or time.monotonic() - self._last_printed >= repeat_s:
-            self._last_line, self._last_printed = line, time.monotonic()
-            stamp = time.strftime("%H:%M:%S", time.gmtime())
-            print(f"up: {stamp} {line}", file=sys.stderr, flush=True)
-
-
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in children.values():
         if proc.poll() is None:
@@ -430,7 +318,7 @@ def _watch(
         return [n for n, p in children.items() if p.poll() is not None]
 
     if stream_logs:
-        follower = _Follower(logs, stop, every_s=0.2)
+        follower = LogFollower(logs, stop, every_s=0.2)
         follower.start()
         try:
             while not stop.wait(0.5):
@@ -440,7 +328,17 @@ def _watch(
         finally:
             stop.set()
             follower.join(5)
-    with _Summary(settings, url, fleet, console) as summary:
+    try:
+        names: list[str] | None = [g.name for g in load_fleet(fleet).gateways]
+    except Exception:  # checked before start; here only for the summary's gateway list
+        names = None
+    footer = (
+        f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · a session's "
+        "story: lane-supervisor audit -g <gateway> -k <key> · Ctrl-C stops"
+    )
+    view = SummaryView(url, names, console, prefix=settings.key_prefix, footer=footer,
+                       repeat_s=PLAIN_REPEAT_INTERVALS * settings.summary_interval_s)  # fmt: skip
+    with view as summary:
         next_at = 0.0
         while True:
             if gone := dead():
