@@ -433,17 +433,28 @@ def audit(
     gateway: Annotated[
         str | None, typer.Option("--gateway", "-g", help="Only this gateway's records.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", "-k", help="Only this session's records (its recoveries' story)."),
+    ] = None,
 ) -> int:
-    """Print the audit trail (the durable record of every decision and action)."""
+    """Print the audit trail (the durable record of every decision and action).
+
+    With -g/-k it looks back through the whole stream for that gateway's or session's records:
+    the story of a recovery Flower no longer holds (a page names the command)."""
     from supervisor.recovery.runtime import redis_url_for
     from supervisor.render import render_audit
-    from supervisor.state import StateStore
+    from supervisor.state import AuditRecord, StateStore
+
+    def wanted(r: AuditRecord) -> bool:
+        return (gateway is None or r.gateway == gateway) and (key is None or r.key == key)
 
     settings = _settings()
     with redis_url_for(settings) as url, StateStore.from_url(url, prefix=settings.key_prefix) as st:
-        records = st.audit.tail(limit if gateway is None else max(limit * 20, 1000))
-    if gateway is not None:
-        records = [r for r in records if r.gateway == gateway][-limit:]
+        if gateway is None and key is None:
+            records = st.audit.tail(limit)
+        else:
+            records = st.audit.newest_matching(wanted, limit)
     docs = [r.model_dump(mode="json", exclude_none=True) for r in records]
     if as_json:
         print_json({"records": docs})
@@ -485,11 +496,18 @@ def clear(
 
 
 @app.command()
-def up(fleet: FleetOption = None) -> int:
+def up(
+    fleet: FleetOption = None,
+    logs: Annotated[
+        bool,
+        typer.Option("--logs", help="Stream every process's log lines instead of the summary."),
+    ] = False,
+) -> int:
     """Run Redis (embedded unless SUPERVISOR_REDIS_URL), a worker, beat and Flower.
 
     With no fleet file it runs a demo fleet of simulated gateways holding zombies, scanned every
-    10 s, so you can watch them healed in Flower. Ctrl-C or SIGTERM stops everything.
+    10 s, so you can watch them healed in Flower. The terminal shows a compact summary; each
+    process logs to <state dir>/logs/<name>.log. Ctrl-C or SIGTERM stops everything.
     """
     from supervisor.state.connection import mask_url
     from supervisor.up import Plan, run_up
@@ -503,7 +521,7 @@ def up(fleet: FleetOption = None) -> int:
         _err().print(f"metrics: {plan.metrics_url}  (same password)", highlight=False)
         _err().print("audit:  lane-supervisor audit   (Ctrl-C stops everything)", highlight=False)
 
-    return run_up(_settings(), fleet, announce=announce)
+    return run_up(_settings(), fleet, announce=announce, stream_logs=logs, console=_err())
 
 
 @app.command()

@@ -5,6 +5,7 @@ in JSON mode they are fields, in plain mode they are appended as `key=value`. Th
 few lines of our own rather than a dependency: the stdlib record already holds everything.
 Celery is told not to take over the root logger (`worker_hijack_root_logger = False`), and its
 `setup_logging` signal is connected so workers and beat use this same setup.
+`LogFollower` streams the per-process log files of `up` (`up --logs`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 #: context fields a log call may pass with `extra=`
 CONTEXT_FIELDS = ("gateway", "key", "step", "recovery_id", "outcome")
@@ -61,3 +64,37 @@ def setup_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class LogFollower(threading.Thread):
+    """Copies the new lines of each named log file to stderr, `name | line`, as they are
+    written (`up --logs`: the children write their files, this streams them)."""
+
+    def __init__(self, logs: dict[str, Path], stop: threading.Event, every_s: float) -> None:
+        super().__init__(daemon=True, name="up-logs")
+        self._logs = logs
+        self._stop_event = stop
+        self._every = every_s
+        self._offsets = dict.fromkeys(logs, 0)
+        self._partial = dict.fromkeys(logs, b"")
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.drain()
+            self._stop_event.wait(self._every)
+        self.drain()
+
+    def drain(self) -> None:
+        width = max(map(len, self._logs))
+        for name, path in self._logs.items():
+            try:
+                with path.open("rb") as f:
+                    f.seek(self._offsets[name])
+                    chunk = f.read()
+            except OSError:
+                continue
+            self._offsets[name] += len(chunk)
+            *done, self._partial[name] = (self._partial[name] + chunk).split(b"\n")
+            for raw in done:
+                line = raw.decode(errors="replace")
+                print(f"{name:<{width}} | {line}", file=sys.stderr, flush=True)

@@ -25,3 +25,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "supervisor.deliver_page": {"queue": PAGE_QUEUE},
     "supervisor.page_tick": {"queue": PAGE_QUEUE},
 }
+
+#: the tasks beat sends on a schedule; they send Celery task events (and so show in Flower) only
+#: with SUPERVISOR_PERIODIC_EVENTS: at fleet scale their rows would push recoveries out of
+#: Flower's memory (README, "Flower at fleet scale")
+PERIODIC_TASKS = ("supervisor.scan_gateway", "supervisor.page_tick")

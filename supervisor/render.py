@@ -148,7 +148,12 @@ def render_incidents(
     if not incidents:
         console.print("No open incident.")
     else:
-        table = Table(title="Open incidents", title_justify="left")
+        table = Table(
+            title="Open incidents",
+            title_justify="left",
+            caption="each one's story: lane-supervisor audit -g <gateway> -k <session key>",
+            caption_justify="left",
+        )
         for col in ("dedup key", "kind", "severity", "opened (UTC)", "notified", "providers"):
             table.add_column(col, overflow="fold")
         for i in incidents:

@@ -20,6 +20,7 @@ from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, get_redi
 
 from supervisor.errors import ConfigError, StateError
 from supervisor.fleet import Fleet, load_fleet
+from supervisor.queues import PERIODIC_TASKS
 from supervisor.settings import get_settings
 from supervisor.state import AuditRecord, StateStore
 
@@ -138,6 +139,25 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             entry.save()
             client.sadd(members_key, name)
             log.info("beat: scan entry %s every %ss", name, interval)
+
+    def apply_async(self, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        """Send a due entry; a periodic task goes without its `task-sent` event unless
+        SUPERVISOR_PERIODIC_EVENTS is on.
+
+        Celery decides on that event from the app's `task_send_sent_event` alone, with no
+        per-task or per-call switch (celery/app/base.py, send_task), so it is turned off for
+        this one send. Beat sends from one thread, and every other sender (a worker enqueuing
+        a step, a delivery) is another process, whose task-sent events stay on.
+        """
+        conf = self.app.conf
+        if entry.task not in PERIODIC_TASKS or get_settings().periodic_events:
+            return super().apply_async(entry, *args, **kwargs)
+        saved = conf.task_send_sent_event
+        conf.task_send_sent_event = False
+        try:
+            return super().apply_async(entry, *args, **kwargs)
+        finally:
+            conf.task_send_sent_event = saved
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         # only the lock holder ticks, so only one beat writes entries

@@ -94,6 +94,27 @@ class Settings(BaseSettings):
         None,
         description="Flower basic-auth password; unset: `up` generates one and prints it once.",
     )
+    flower_max_tasks: int = Field(
+        100_000,
+        ge=1,
+        description="Tasks Flower keeps in memory, the least recently heard of dropped first "
+        "(Flower's --max_tasks, its own default). With periodic_events off only steps, "
+        "escalations and page deliveries take room (README, Flower at fleet scale).",
+    )
+    periodic_events: bool = Field(
+        False,
+        description="Celery task events for the periodic tasks beat sends (scan_gateway, "
+        "page_tick), so Flower lists them; off, Flower's memory keeps recoveries and pages "
+        "rather than the last minutes of scans (~16 a second at 1,000 gateways). Read by "
+        "workers and beat alike.",
+    )
+    summary_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often `up` reads its summary from Redis: a terminal's live view is "
+        "redrawn; other output (CI, a pipe) gets each new action and page, and the counts "
+        "line when it changed or else every 12 intervals.",
+    )
     metrics_dir: Path | None = Field(
         None,
         description="Where worker processes write Prometheus samples (one subdirectory per "

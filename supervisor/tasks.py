@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 #: longer waits belong in Redis as a "not before" time that the scan reads
 MAX_COUNTDOWN_S = VISIBILITY_TIMEOUT_S / 10
 
+#: whether the worker sends task events for scans and the paging tick (the worker half of
+#: SUPERVISOR_PERIODIC_EVENTS; beat leaves out their task-sent events, supervisor.schedule)
+_PERIODIC_EVENTS = get_settings().periodic_events
+
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
 #: the fleet file as the worker's main process read it at startup, inherited by every prefork
@@ -132,7 +136,7 @@ def enqueue(nxt: NextStep) -> str:
     return str(result.id)
 
 
-@app.task(name="supervisor.scan_gateway")
+@app.task(name="supervisor.scan_gateway", send_events=_PERIODIC_EVENTS)
 def scan_gateway(gateway: str) -> dict[str, Any]:
     """Scan one gateway and start the recovery steps it decides on."""
     try:
@@ -225,7 +229,7 @@ def deliver_page(dedup_key: str, provider: str, seq: int) -> dict[str, Any]:
     return deliver_audited(get_engine(), Delivery(dedup_key=dedup_key, provider=provider, seq=seq))
 
 
-@app.task(name="supervisor.page_tick")
+@app.task(name="supervisor.page_tick", send_events=_PERIODIC_EVENTS)
 def page_tick() -> dict[str, Any]:
     """Re-notify open incidents past their interval; resend deliveries that failed retryably."""
     engine = get_engine()

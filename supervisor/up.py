@@ -7,6 +7,11 @@ a minute. The worker, beat and Flower are real `celery` processes, started as ch
 same environment the CLI reads;
 Flower's credentials go through its environment (`FLOWER_BASIC_AUTH`), never its command line,
 where `ps` would show them (flower #209). Ctrl-C or SIGTERM stops the children, then Redis.
+
+Each child writes its whole output to a file of its own, `<state dir>/logs/<name>.log` (the
+previous run's kept as `<name>.log.1`); the terminal shows a compact summary read from Redis
+(a live view on a terminal, a plain line when it changes otherwise), or with `--logs` every
+child's lines as they are written, prefixed with its name.
 """
 
 from __future__ import annotations
@@ -20,20 +25,31 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rich.console import Console
+
 from supervisor.fleet import load_fleet
+from supervisor.logs import LogFollower
 from supervisor.queues import ACT_QUEUE, PAGE_QUEUE, SCAN_QUEUE
 from supervisor.recovery.runtime import URL_FILE, embedded_dir
 from supervisor.redis_server import EmbeddedRedis, write_private
 from supervisor.settings import Settings
+from supervisor.status import SummaryView
 
 #: how long children get to stop after SIGTERM before SIGKILL
 STOP_TIMEOUT_S = 15.0
 DEMO_SCAN_INTERVAL = "10s"
+LOG_DIR = "logs"
+#: lines of a dead child's log `up` prints before it stops
+DEAD_TAIL_LINES = 20
+#: not on a terminal, the counts line is printed again after this many summary intervals
+#: even when nothing changed, so a CI log shows `up` still runs
+PLAIN_REPEAT_INTERVALS = 12
 
 
 @dataclass
@@ -85,6 +101,7 @@ def child_commands(settings: Settings) -> dict[str, list[str]]:
             "flower",
             f"--address={settings.flower_address}",
             f"--port={settings.flower_port}",
+            f"--max_tasks={settings.flower_max_tasks}",
         ),
         "metrics": [sys.executable, "-m", "supervisor", "metrics"],
     }
@@ -167,6 +184,28 @@ def page_receiver() -> Iterator[str]:
         server.server_close()
 
 
+def log_dir(settings: Settings) -> Path:
+    return settings.state_dir / LOG_DIR
+
+
+def _open_log(path: Path) -> int:
+    """A fresh log file for one child (the last run's kept as `.1`), 0600: a log names
+    gateways and session keys, though never a secret."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        path.replace(path.with_name(path.name + ".1"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in children.values():
         if proc.poll() is None:
@@ -185,8 +224,12 @@ def run_up(
     *,
     announce: Callable[[Plan], None],
     stop: threading.Event | None = None,
+    stream_logs: bool = False,
+    console: Console | None = None,
 ) -> int:
-    """Run everything until SIGINT/SIGTERM (or `stop` is set); the exit code."""
+    """Run everything until SIGINT/SIGTERM (or `stop` is set); the exit code.
+
+    `stream_logs`: copy the children's log lines to stderr instead of showing the summary."""
     stop = stop or threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -223,26 +266,88 @@ def run_up(
             # the children need neither the password in their own settings nor a .env file
             env.pop("SUPERVISOR_FLOWER_PASSWORD", None)
             children: dict[str, subprocess.Popen[bytes]] = {}
+            logs: dict[str, Path] = {}
             try:
                 for name, argv in child_commands(settings).items():
                     child_env = env if name == "flower" else _without_flower_auth(env)
                     if name == "metrics" and settings.metrics_password is None:
                         child_env = {**child_env, "SUPERVISOR_METRICS_PASSWORD": password}
-                    children[name] = subprocess.Popen(
-                        argv, env=child_env, stdin=subprocess.DEVNULL, start_new_session=True
-                    )
+                    logs[name] = log_dir(settings) / f"{name}.log"
+                    fd = _open_log(logs[name])
+                    try:
+                        children[name] = subprocess.Popen(
+                            argv, env=child_env, stdin=subprocess.DEVNULL, stdout=fd,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                        )  # fmt: skip
+                    finally:
+                        os.close(fd)
                 announce(plan)
-                while not stop.wait(0.5):
-                    dead = [n for n, p in children.items() if p.poll() is not None]
-                    if dead:
-                        print(f"up: {', '.join(dead)} exited; stopping", file=sys.stderr)
-                        return 1
+                dead = _watch(
+                    settings, url, fleet_path, children, logs, stop,
+                    stream_logs=stream_logs, console=console or Console(stderr=True),
+                )  # fmt: skip
+                if dead:
+                    for name in dead:
+                        print(f"up: {name} exited; the end of {logs[name]}:", file=sys.stderr)
+                        for line in _tail(logs[name], DEAD_TAIL_LINES):
+                            print(f"  {line}", file=sys.stderr)
+                    print(f"up: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                    return 1
                 return 0
             finally:
                 _stop(children)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _watch(
+    settings: Settings,
+    url: str,
+    fleet: Path,
+    children: dict[str, subprocess.Popen[bytes]],
+    logs: dict[str, Path],
+    stop: threading.Event,
+    *,
+    stream_logs: bool,
+    console: Console,
+) -> list[str]:
+    """Show the summary (or stream the logs) until `stop` or a child dies; the dead ones."""
+
+    def dead() -> list[str]:
+        return [n for n, p in children.items() if p.poll() is not None]
+
+    if stream_logs:
+        follower = LogFollower(logs, stop, every_s=0.2)
+        follower.start()
+        try:
+            while not stop.wait(0.5):
+                if gone := dead():
+                    return gone
+            return []
+        finally:
+            stop.set()
+            follower.join(5)
+    try:
+        names: list[str] | None = [g.name for g in load_fleet(fleet).gateways]
+    except Exception:  # checked before start; here only for the summary's gateway list
+        names = None
+    footer = (
+        f"logs: {log_dir(settings)}/<process>.log (`up --logs` streams them) · a session's "
+        "story: lane-supervisor audit -g <gateway> -k <key> · Ctrl-C stops"
+    )
+    view = SummaryView(url, names, console, prefix=settings.key_prefix, footer=footer,
+                       repeat_s=PLAIN_REPEAT_INTERVALS * settings.summary_interval_s)  # fmt: skip
+    with view as summary:
+        next_at = 0.0
+        while True:
+            if gone := dead():
+                return gone
+            if time.monotonic() >= next_at:
+                summary.refresh()
+                next_at = time.monotonic() + settings.summary_interval_s
+            if stop.wait(min(0.5, settings.summary_interval_s)):
+                return []
 
 
 def _without_flower_auth(env: dict[str, str]) -> dict[str, str]:

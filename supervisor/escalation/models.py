@@ -9,6 +9,7 @@ who gets woken up in the fleet file, not in code.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
@@ -160,14 +161,22 @@ class IncidentEvent(BaseModel):
             return "; messages waiting: unknown"
         return f"; {value} message{'' if value == 1 else 's'} waiting"
 
+    @property
+    def story(self) -> str:
+        """The command that prints this incident's story from the audit stream, step by step
+        (Flower keeps only its newest tasks in memory; the audit keeps ~100,000 records)."""
+        command = f"lane-supervisor audit -g {shlex.quote(self.gateway)}"
+        return command + (f" -k {shlex.quote(self.key)}" if self.key else "")
+
     def custom_details(self) -> dict[str, DetailValue]:
-        """gateway, key, age_s, attempts, last_error first, then any other detail."""
+        """gateway, key, age_s, attempts, last_error, story first, then any other detail."""
         head: dict[str, DetailValue] = {
             "gateway": self.gateway,
             "key": self.key,
             "age_s": self.age_s,
             "attempts": self.attempts,
             "last_error": self.last_error,
+            "story": self.story,
         }
         return {**head, **{k: v for k, v in self.details.items() if k not in head}}
 

@@ -44,6 +44,8 @@ def build_message(event: IncidentEvent, *, external_url: str | None = None) -> d
             facts.append(f"last error: {_escape(event.last_error[:200])}")
     facts.append(f"incident `{_escape(event.dedup_key)}`")
     text += "\n" + " · ".join(facts)
+    if event.action is Action.TRIGGER:
+        text += f"\nstory: `{_escape(event.story)}`"
     if external_url:
         text += f"\n<{external_url}|lane-supervisor>"
     return {"text": text}

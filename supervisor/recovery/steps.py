@@ -288,7 +288,6 @@ class Steps:
                 "run_ids": ", ".join(ref.dropped),
                 "waiting_since_ms": ref.held_since_ms or oldest(held or []),
                 "detail": reason,
-                "story": f"lane-supervisor audit --gateway {ref.gateway}",
             },
         )
 

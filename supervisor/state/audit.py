@@ -18,6 +18,7 @@ internal nodes of ~100 entries, cheaply, so the length may exceed `maxlen` by up
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -117,6 +118,23 @@ class AuditLog:
         with translate_errors(self._where, f"read {self._key}"):
             entries = self._client.xrevrange(self._key, max="+", min="-", count=count)
         return _records(reversed(entries or []))
+
+    def newest_matching(
+        self, match: Callable[[AuditRecord], bool], count: int, *, page: int = 1000
+    ) -> list[AuditRecord]:
+        """The newest `count` records `match` accepts, oldest first, looking as far back as
+        the stream goes (one session's story, `audit -g G -k K`, however old)."""
+        found: list[AuditRecord] = []
+        before = "+"
+        while len(found) < count:
+            with translate_errors(self._where, f"read {self._key}"):
+                entries = self._client.xrevrange(self._key, max=before, min="-", count=page)
+            if not entries:
+                break
+            found.extend(r for r in _records(entries) if match(r))
+            last = entries[-1][0]
+            before = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+        return list(reversed(found[:count]))
 
     def length(self) -> int:
         with translate_errors(self._where, f"read the length of {self._key}"):

@@ -62,6 +62,7 @@ def test_trigger_and_resolve_pair(http: Recorder, full_config: PagingConfig) -> 
         "age_s": 1500.0,
         "attempts": 3,
         "last_error": "sessions.reset: timeout",
+        "story": "lane-supervisor audit -g prod-1 -k agent:main:telegram:group:-100",
     }
     assert trigger["client"] == "lane-supervisor"
     assert trigger["client_url"] == "https://ops.example.com/ls"

@@ -153,6 +153,11 @@ def test_up_runs_redis_with_a_password_nowhere_in_ps_or_logs(tmp_path: Path) -> 
     text = log.read_text()
     assert "redis://:***@127.0.0.1" in text  # `up` names the server, masked
     assert password not in text
+    # every process's full log (DEBUG here), kept in the state dir
+    logs = sorted((state / "logs").glob("*.log"))
+    assert {p.name for p in logs} >= {"worker.log", "beat.log", "flower.log"}
+    for path in logs:
+        assert password not in path.read_text(errors="replace"), path.name
 
 
 def _metrics(port: int) -> str:
