@@ -668,6 +668,9 @@ class Steps:
             ),
         )
         kind = "flapping" if flapping else "escalated"
+        # held and zombie lanes: how many users wait behind it (None: the gateway cannot say)
+        dead = ref.verdict in (VerdictKind.HELD.value, VerdictKind.ZOMBIE.value)
+        waiting: dict[str, object] = {"messages_waiting": ref.waiting} if dead else {}
         metrics.escalated("flapping" if flapping else "session")
         engine.pager.trigger(
             session_dedup_key(ref.gateway, ref.key),
@@ -682,6 +685,7 @@ class Steps:
                 "last_error": state.last_error if state else None,
                 "age_s": round((now_ms - state.first_seen_ms) / 1000) if state else None,
                 "resets_in_window": len(history) if flapping else None,
-            },
+            }
+            | waiting,
         )
         return self._result(ref, Step.ESCALATE, "flapping" if flapping else "escalated", reason)

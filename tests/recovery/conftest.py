@@ -20,6 +20,8 @@ class RecordingPager:
 
     triggers: list[tuple[str, str]] = field(default_factory=list)
     resolves: list[str] = field(default_factory=list)
+    #: the details of each trigger, in order
+    details: list[dict[str, object]] = field(default_factory=list)
 
     def trigger(
         self,
@@ -31,6 +33,7 @@ class RecordingPager:
         details: dict[str, object],
     ) -> None:
         self.triggers.append((dedup_key, kind))
+        self.details.append(details)
 
     def resolve(self, dedup_key: str, *, gateway: str, key: str | None) -> None:
         self.resolves.append(dedup_key)

@@ -220,3 +220,14 @@ def test_a_message_waiting_behind_a_zombie_shaped_row_is_recorded_too(rig: Rig) 
         (KEY, "redeliver", "redelivered"),
     ]  # fmt: skip
     assert [p["message"] for p in resent(gw)] == [TEXTS[0]]
+
+
+def test_an_escalated_held_lane_says_how_many_users_wait(rig: Rig) -> None:
+    from supervisor.simulator import FaultMode
+
+    gw = held(rig)
+    gw.fault = FaultMode.RESET_NOOP  # the reset answers ok and changes nothing (#126836)
+    run_ladder(rig.engine('held_after = "0s"\n'), "gw")
+    pages = [d for (_, k), d in zip(rig.pager.triggers, rig.pager.details, strict=True)
+             if k == "escalated"]  # fmt: skip
+    assert len(pages) == 1 and pages[0]["messages_waiting"] == 2, rig.pager.triggers
