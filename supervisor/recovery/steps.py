@@ -242,7 +242,7 @@ class Steps:
             if dropped_held(ref):
                 self._note_dropped(ref, step, action)
             if action.page == "collided":
-                self._page_collision(ref, step, action.reason)
+                self._page_once(ref, step, "collided", action.reason)
             elif action.page == "messages_dropped":
                 self._page_dropped(ref, step, action.reason)
             return self._result(ref, step, action.outcome, action.reason)
@@ -253,43 +253,35 @@ class Steps:
             self._record_error(ref, action.error)
         return self._result(ref, step, action.outcome or action.kind.value, action.reason)
 
-    def _page_collision(self, ref: AttemptRef, step: Step, reason: str) -> None:
-        metrics.escalated("collided")
+    def _page_once(
+        self, ref: AttemptRef, step: Step, kind: str, reason: str, **extra: object
+    ) -> None:
+        """One page per recovery (its id in the dedup key) for what it did and cannot undo."""
+        metrics.escalated(kind)
         self.engine.pager.trigger(
-            f"{session_dedup_key(ref.gateway, ref.key)}/collided/{ref.recovery_id}",
+            f"{session_dedup_key(ref.gateway, ref.key)}/{kind}/{ref.recovery_id}",
             gateway=ref.gateway,
             key=ref.key,
-            kind="collided",
+            kind=kind,
             details={
                 "gateway": ref.gateway,
                 "key": ref.key,
                 "step": step.value,
                 "recovery_id": ref.recovery_id,
+                **extra,
                 "detail": reason,
             },
         )
 
     def _page_dropped(self, ref: AttemptRef, step: Step, reason: str) -> None:
-        """One page per recovery whose reset threw away users' messages that we could not give
-        back: who wrote, how many, since when, and where the story is."""
-        metrics.escalated("messages_dropped")
+        """Users' messages our reset threw away and we could not give back: who wrote, how
+        many, since when (the page names the audit command with the story)."""
         held = self._held(ref)
-        self.engine.pager.trigger(
-            f"{session_dedup_key(ref.gateway, ref.key)}/messages_dropped/{ref.recovery_id}",
-            gateway=ref.gateway,
-            key=ref.key,
-            kind="messages_dropped",
-            details={
-                "gateway": ref.gateway,
-                "key": ref.key,
-                "step": step.value,
-                "recovery_id": ref.recovery_id,
-                "dropped": len(ref.dropped),
-                "run_ids": ", ".join(ref.dropped),
-                "waiting_since_ms": ref.held_since_ms or oldest(held or []),
-                "detail": reason,
-            },
-        )
+        self._page_once(
+            ref, step, "messages_dropped", reason,
+            dropped=len(ref.dropped), run_ids=", ".join(ref.dropped),
+            waiting_since_ms=ref.held_since_ms or oldest(held or []),
+        )  # fmt: skip
 
     def _note_dropped(self, ref: AttemptRef, step: Step, action: Action) -> None:
         held = self._held(ref) or []

@@ -19,7 +19,7 @@ from supervisor.errors import GatewayCallError
 from tests.e2e.cli import run_supervisor, write_fleet
 from tests.e2e.factory import GatewayFactory
 from tests.e2e.recipes import RealGateway
-from tests.e2e.rows import wait_for_rows
+from tests.e2e.test_heal_real import answered
 
 pytestmark = pytest.mark.e2e
 
@@ -82,17 +82,7 @@ def test_a_tombstoned_session_is_a_zombie_heal_resets_it_and_it_answers_again(
         assert "restartRecoveryStatus" not in after and after.get("status") is None, after
         assert after["sessionId"] == row["sessionId"]  # 2026.9.6 keeps the id across a reset
 
-        async def talk() -> None:
-            async with gateway.client() as client:
-                await gateway.deliver(client, key, f"[{key}] are you back? answer briefly")
-                await wait_for_rows(
-                    client,
-                    lambda rows: rows.get(key, {}).get("status") == "done",
-                    timeout=90,
-                    what=f"the turn sent to {key} after the heal to finish",
-                )
-
         gateway.model.hang_enabled = False  # the transcript still holds the hung message
-        gateway._run(talk())
+        answered(gateway, key, timeout=90)
     finally:
         gateway.stop()

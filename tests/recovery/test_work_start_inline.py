@@ -5,7 +5,6 @@ two built from the issues' descriptions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,25 +16,6 @@ from tests.recovery.conftest import RecordingPager, Rig
 
 KEY = "agent:main:victim"
 ADMIN = ["operator.read", "operator.write", "operator.admin"]
-
-
-@dataclass
-class DetailPager(RecordingPager):
-    """Keeps what each trigger carried: the evidence a person gets."""
-
-    details: list[dict[str, object]] = field(default_factory=list)
-
-    def trigger(
-        self,
-        dedup_key: str,
-        *,
-        gateway: str,
-        key: str | None,
-        kind: str,
-        details: dict[str, object],
-    ) -> None:
-        super().trigger(dedup_key, gateway=gateway, key=key, kind=kind, details=details)
-        self.details.append(details)
 
 
 def steps(actions: list[Any], key: str = KEY) -> list[tuple[str, str]]:
@@ -98,7 +78,7 @@ def test_work_start_changed_after_an_abort_and_a_restart_is_healed_by_the_reset(
 
 
 def test_work_start_stuck_ends_ineffective_and_escalates_once_with_the_evidence(rig: Rig) -> None:
-    pager = DetailPager()
+    pager = RecordingPager()
     rig.pager = pager
     gw = rig.gateway("gw")
     stuck_by_abort_and_restart(gw, FaultMode.WORK_START_STUCK)
