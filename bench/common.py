@@ -77,8 +77,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_result(out: Path, name: str, size: Size, doc: dict[str, Any]) -> Path:
-    """Write `doc` as `<out>/<name>-<size>.json` (atomically) and return the path."""
+def write_result(
+    out: Path, name: str, size: Size, doc: dict[str, Any], suffix: str | None = None
+) -> Path:
+    """Write `doc` as `<out>/<name>-<size>[-<suffix>].json` (atomically); return the path."""
     out.mkdir(parents=True, exist_ok=True)
     full = {
         "benchmark": name,
@@ -88,7 +90,7 @@ def write_result(out: Path, name: str, size: Size, doc: dict[str, Any]) -> Path:
         "machine": {**machine(), "loadavg_at_end": list(os.getloadavg())},
         **doc,
     }
-    path = out / f"{name}-{size}.json"
+    path = out / f"{name}-{size}{'' if suffix is None else '-' + suffix}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)

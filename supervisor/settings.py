@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     beat_max_loop_interval_s: float = Field(
         5.0, gt=0, description="Longest sleep of the beat between schedule checks."
     )
+    beat_batch_s: float = Field(
+        0.5,
+        ge=0,
+        description="Shortest sleep of the beat between ticks: every scan due by then goes "
+        "out in one batch (one read of each, one write of all), so a scan may leave up to this "
+        "late; 0 ticks for every due scan as redbeat does.",
+    )
     beat_lock_timeout_s: float = Field(
         60.0,
         gt=0,
@@ -131,12 +138,12 @@ class Settings(BaseSettings):
         "(`up` uses Flower's).",
     )
     worker_concurrency: int = Field(
-        2, ge=1, description="Processes of the `scan`+`act` worker `up` starts (prefork)."
+        4, ge=1, description="Threads of the worker `up` starts for the `scan` queue."
     )
     act_concurrency: int = Field(
-        1,
+        4,
         ge=1,
-        description="Processes of the worker `up` starts for the `act` queue alone (steps and "
+        description="Threads of the worker `up` starts for the `act` queue alone (steps and "
         "escalations never wait behind scans).",
     )
     page_concurrency: int = Field(

@@ -85,14 +85,20 @@ def _worker(name: str, queues: str, *pool: str) -> list[str]:
 def child_commands(settings: Settings) -> dict[str, list[str]]:
     """The workers, beat and Flower command lines (no secret on any of them).
 
-    Queue layout (README): `worker` takes scans and steps, `act` steps only, so a step never
-    waits behind a backlog of scans; `page` takes deliveries in threads (I/O only, each held
-    to its deadline), so a slow provider holds neither a scan nor a step."""
+    Queue layout (README): `worker` takes scans only, `act` steps and escalations only, so
+    neither waits behind the other's backlog; `page` takes deliveries only, so a slow provider
+    holds neither a scan nor a step. Each is one process with a pool of threads: the work is
+    mostly waiting on gateways and Redis, and a prefork pool's children each hold a copy of
+    the ~80 MB interpreter (BENCHMARKS.md: 6 processes and ~500 MB for this layout in prefork,
+    3 processes in threads). A thread cannot be killed at a hard time limit, so a step relies
+    on its own lease deadline (it never sends after it) and the gateway client's timeouts."""
     return {
         "worker": _worker(
-            "worker", f"{SCAN_QUEUE},{ACT_QUEUE}", f"--concurrency={settings.worker_concurrency}"
+            "worker", SCAN_QUEUE, "--pool=threads", f"--concurrency={settings.worker_concurrency}"
         ),
-        "act": _worker("act", ACT_QUEUE, f"--concurrency={settings.act_concurrency}"),
+        "act": _worker(
+            "act", ACT_QUEUE, "--pool=threads", f"--concurrency={settings.act_concurrency}"
+        ),
         "page": _worker(
             "page", PAGE_QUEUE, "--pool=threads", f"--concurrency={settings.page_concurrency}"
         ),
