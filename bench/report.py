@@ -39,12 +39,21 @@ def _s(d: dict[str, Any]) -> str:
     return f"{_fmt(d.get('p50'))} / {_fmt(d.get('p95'))} / {_fmt(d.get('max'))}"
 
 
+def _variants(docs: dict[str, dict[str, Any]], name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(label, doc) of a benchmark's headline result and its tagged variants, in that order."""
+    out = [(name, docs[name])] if name in docs else []
+    out += sorted(
+        (f"{name} ({key.split(':', 1)[1]})", doc)
+        for key, doc in docs.items()
+        if key.startswith(f"{name}:")
+    )
+    return out
+
+
 def targets_table(docs: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| benchmark | target | measured | limit | met |", "|---|---|---|---|---|"]
-    for name in ORDER:
-        doc = docs.get(name)
-        if doc is None:
-            continue
+    for label, doc in (v for name in ORDER for v in _variants(docs, name)):
+        name = label
         for target, t in doc.get("targets", {}).items():
             if not isinstance(t, dict) or "met" not in t:
                 continue
@@ -89,27 +98,38 @@ def growth_tables(docs: dict[str, dict[str, Any]]) -> list[str]:
                      r["scan_with"]["sessions_per_s"], r["scan_with"]["ratio"],
                      r["look"]["sessions_per_s"], r["look"]["ratio"], cpu)
             )  # fmt: skip
-    if doc := docs.get("fleet_scale"):
+    if fleet := _variants(docs, "fleet_scale"):
         out += [
             "",
-            f"**Fleet scale** (100 sessions/gateway, 1% zombies, scan every "
-            f"{_fmt(doc['growth'][0]['scan_interval_s'])} s, window "
-            f"{_fmt(doc['growth'][0]['window_s'])} s)",
+            "**Fleet scale** (100 sessions/gateway, scan every 60 s; `run`: the result file, "
+            "its command below the table)",
             "",
-            "| gateways | CPU share of 2 cores | per interval | worker RSS peak (PSS) MB | "
-            "valkey used_memory MB | scans/s | lag p50 / p95 / max s | beat delay max s | "
-            "Redis commands/scan | healed |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| run | layout | gateways | zombies | CPU share of 2 cores | per interval | beat "
+            "share of CPU | worker RSS peak (PSS) MB | valkey MB | scans/s | lag p50 / p95 / max s "
+            "| "
+            "step pick-up p50 / p95 / max s (first interval) | Redis commands/scan | healed | "
+            "load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in doc["growth"]:
-            out.append(
-                _row(r["gateways"], f"{r['cpu_share']:.1%}",
-                     " ".join(f"{x:.1%}" for x in r["cpu_share_per_interval"]),
-                     f"{_fmt(r['worker_rss_mb_peak'])} ({_fmt(r['worker_pss_mb_peak'])})",
-                     r["redis_used_memory_mb"], r["scans_per_s"], _s(r["lag_s"]),
-                     r["beat_delay_s"]["max"], r["redis_commands_per_scan"],
-                     f"{r['healed']}/{r['zombies']}")
-            )  # fmt: skip
+        for label, doc in fleet:
+            for r in doc["growth"]:
+                step = r.get("pickup_first_interval_s", {}).get("step", {})
+                load = r.get("loadavg_after") or doc["machine"].get("loadavg_at_start") or []
+                out.append(
+                    _row(label, r.get("layout", "single"), r["gateways"], r["zombies"],
+                         f"{r['cpu_share']:.1%}",
+                         " ".join(f"{x:.1%}" for x in r["cpu_share_per_interval"]),
+                         r.get("beat_cpu_share_of_total"),
+                         f"{_fmt(r['worker_rss_mb_peak'])} ({_fmt(r['worker_pss_mb_peak'])})",
+                         r["redis_used_memory_mb"], r["scans_per_s"], _s(r["lag_s"]),
+                         _s(step) if step else "-", r["redis_commands_per_scan"],
+                         f"{r['healed']}/{r['zombies']}",
+                         " ".join(f"{x:.1f}" for x in load[:1]))
+                )  # fmt: skip
+        out.append("")
+        for label, doc in fleet:
+            if "command" in doc:
+                out.append(f"* {label}: `{doc['command']}` ({doc['date'][:16]}Z)")
     if doc := docs.get("latency"):
         g0 = doc["growth"][0]
         out += [
@@ -157,6 +177,10 @@ def render(results: Path, size: str) -> str:
         path = results / f"{name}-{size}.json"
         if path.is_file():
             docs[name] = json.loads(path.read_text())
+        # variants (`--tag T`): <name>-<size>-T.json, keyed "<name>:T"
+        for variant in sorted(results.glob(f"{name}-{size}-*.json")):
+            tag = variant.stem.removeprefix(f"{name}-{size}-")
+            docs[f"{name}:{tag}"] = json.loads(variant.read_text())
     dates = sorted({d["date"][:10] for d in docs.values()})
     machines = {f"{d['machine']['cores']} cores, {d['machine']['cpu']}" for d in docs.values()}
     head = [

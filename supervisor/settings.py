@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         4, ge=1, description="Threads of the worker `up` starts for the `scan` queue."
     )
     act_concurrency: int = Field(
-        4,
+        8,
         ge=1,
         description="Threads of the worker `up` starts for the `act` queue alone (steps and "
         "escalations never wait behind scans).",

@@ -30,10 +30,13 @@ def test_up_runs_a_dedicated_consumer_for_steps_and_for_pages() -> None:
         for arg in argv
         if arg.startswith("--queues=")
     }
+    # one consumer per queue: neither scans nor steps wait behind the other's backlog
     assert queues == {
-        "worker": {SCAN_QUEUE, ACT_QUEUE},
+        "worker": {SCAN_QUEUE},
         "act": {ACT_QUEUE},
         "page": {PAGE_QUEUE},
     }
+    # threads: one process per consumer (BENCHMARKS.md, worker RSS)
+    assert all("--pool=threads" in commands[name] for name in queues)
     assert "--concurrency=3" in commands["act"]
     assert {"--pool=threads", "--concurrency=5"} <= set(commands["page"])
