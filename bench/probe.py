@@ -8,6 +8,10 @@ seconds its thread used while it ran (the task's own cost, without the pool's an
 consumer's). Pick-up latency is started minus the
 later of sent and eta: how long a task waited for a worker process, not its countdown. All
 processes run on one machine, so their wall clocks agree.
+
+`BENCH_REDBEAT_TICK=1` makes beat tick as redbeat does (one tick per due entry, each read in a
+transaction of its own): the "before" of `supervisor.schedule`'s batched tick, measured on the
+same machine (`fleet_scale --tag redbeat-tick --set ...` passes it through, see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -66,6 +70,16 @@ def _ended(task_id: str = "", task: Any = None, **_: object) -> None:
         f"{eta_ts if eta_ts is not None else '-'}\t{started}\t{queue}\t{cpu:.6f}\n"
     )
 
+
+if os.environ.get("BENCH_REDBEAT_TICK") == "1":
+    from redbeat.schedulers import RedBeatScheduler
+
+    from supervisor.schedule import FleetScheduler
+
+    def _redbeat_tick(self: FleetScheduler) -> float:
+        return float(RedBeatScheduler.tick(self))
+
+    FleetScheduler.tick_batched = _redbeat_tick  # type: ignore[method-assign]
 
 before_task_publish.connect(_stamp)
 task_prerun.connect(_started)
