@@ -62,6 +62,8 @@ CORES = 2
 TARGETS = {
     "gateways": 1000, "cpu_share_max": 0.5, "lag_s_max": 5.0, "worker_rss_mb_max": 200.0,
     "pickup_gateways": 2000, "step_pickup_s_p95_max": 2.0,
+    # steady state (no zombies: `--zombie-share 0`), simulator in its own process
+    "big_gateways": 5000, "big_cpu_share_max": 0.6, "big_lag_s_p95_max": 5.0,
 }  # fmt: skip
 STEP_TASKS = frozenset(f"supervisor.{n}_session" for n in ("abort", "reset", "verify", "escalate"))
 #: size -> (gateway counts, sessions per gateway, scan interval s, measured intervals)
@@ -309,6 +311,15 @@ def verdict(runs: list[dict[str, Any]]) -> dict[str, Any]:
                       "met": lag_max <= TARGETS["lag_s_max"]},
             "worker_rss_mb": {"max": TARGETS["worker_rss_mb_max"], "value": rss,
                               "met": rss <= TARGETS["worker_rss_mb_max"]},
+        }  # fmt: skip
+    huge = next((r for r in runs if r["gateways"] == TARGETS["big_gateways"]), None)
+    if huge is not None:
+        share, p95 = huge["cpu_share"], huge["lag_s"]["p95"] or 0.0
+        out |= {
+            "cpu_share_5000": {"max": TARGETS["big_cpu_share_max"], "value": share,
+                               "met": share <= TARGETS["big_cpu_share_max"]},
+            "lag_s_p95_5000": {"max": TARGETS["big_lag_s_p95_max"], "value": p95,
+                               "met": p95 <= TARGETS["big_lag_s_p95_max"]},
         }  # fmt: skip
     big = next((r for r in runs if r["gateways"] == TARGETS["pickup_gateways"]), None)
     if big is not None:
