@@ -65,7 +65,9 @@ TARGETS = {
     # steady state (no zombies: `--zombie-share 0`), simulator in its own process
     "big_gateways": 5000, "big_cpu_share_max": 0.6, "big_lag_s_p95_max": 5.0,
 }  # fmt: skip
-STEP_TASKS = frozenset(f"supervisor.{n}_session" for n in ("abort", "reset", "verify", "escalate"))
+STEP_TASKS = frozenset(
+    f"supervisor.{n}_session" for n in ("abort", "reset", "verify", "redeliver", "escalate")
+)
 #: size -> (gateway counts, sessions per gateway, scan interval s, measured intervals)
 PLANS: dict[Size, tuple[tuple[int, ...], int, float, int]] = {
     "smoke": ((2, 4, 8), 100, 1.0, 3),

@@ -9,10 +9,10 @@ fire in the same second.
 Ticks are batched (`FleetScheduler.tick`): redbeat's own tick, run once per due scan (~17 a
 second at 1,000 gateways), extends its lock, loads the next entry due as well as the due ones
 (each entry read twice) and writes each entry's next run in a transaction of its own, so beat
-spent ~6 ms of CPU per scan it sent (BENCHMARKS.md). Here a tick sleeps at least
-`beat_batch_s`, sends everything due by then after one read of each due entry and one write of
-all their next runs, reads the next due time from the schedule's score alone, and extends the
-lock at most once a second.
+spent 4.5-6.7 ms of CPU per scan it sent (BENCHMARKS.md; 2.4-3 ms batched). A tick here sleeps
+at least `beat_batch_s`, sends everything due by then after one read of each due entry and one
+write of all their next runs, reads the next due time from the schedule's score alone, and
+extends the lock at most once a second.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,13 +139,25 @@ class Settings(BaseSettings):
         "(`up` uses Flower's).",
     )
     worker_concurrency: int = Field(
-        4, ge=1, description="Threads of the worker `up` starts for the `scan` queue."
+        4,
+        ge=1,
+        description="Threads (or processes) of the worker `up` starts for the `scan` queue.",
+    )
+    worker_pool: Literal["threads", "prefork"] = Field(
+        "threads",
+        description="Pool of the `scan` worker `up` starts: threads (one process, ~100 MB) or "
+        "prefork (a process per slot, ~90 MB each, and more than one core).",
     )
     act_concurrency: int = Field(
         8,
         ge=1,
-        description="Threads of the worker `up` starts for the `act` queue alone (steps and "
-        "escalations never wait behind scans).",
+        description="Threads (or processes) of the worker `up` starts for the `act` queue alone "
+        "(steps and escalations never wait behind scans).",
+    )
+    act_pool: Literal["threads", "prefork"] = Field(
+        "threads",
+        description="Pool of the `act` worker `up` starts: threads (one process: at most one "
+        "core for every step) or prefork (a process per slot; BENCHMARKS.md).",
     )
     page_concurrency: int = Field(
         2,

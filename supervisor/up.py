@@ -94,10 +94,16 @@ def child_commands(settings: Settings) -> dict[str, list[str]]:
     on its own lease deadline (it never sends after it) and the gateway client's timeouts."""
     return {
         "worker": _worker(
-            "worker", SCAN_QUEUE, "--pool=threads", f"--concurrency={settings.worker_concurrency}"
+            "worker",
+            SCAN_QUEUE,
+            f"--pool={settings.worker_pool}",
+            f"--concurrency={settings.worker_concurrency}",
         ),
         "act": _worker(
-            "act", ACT_QUEUE, "--pool=threads", f"--concurrency={settings.act_concurrency}"
+            "act",
+            ACT_QUEUE,
+            f"--pool={settings.act_pool}",
+            f"--concurrency={settings.act_concurrency}",
         ),
         "page": _worker(
             "page", PAGE_QUEUE, "--pool=threads", f"--concurrency={settings.page_concurrency}"

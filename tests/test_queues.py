@@ -40,3 +40,9 @@ def test_up_runs_a_dedicated_consumer_for_steps_and_for_pages() -> None:
     assert all("--pool=threads" in commands[name] for name in queues)
     assert "--concurrency=3" in commands["act"]
     assert {"--pool=threads", "--concurrency=5"} <= set(commands["page"])
+
+
+def test_a_busy_consumer_can_have_a_process_per_slot() -> None:
+    commands = child_commands(Settings(act_pool="prefork", act_concurrency=2))
+    assert {"--pool=prefork", "--concurrency=2"} <= set(commands["act"])
+    assert "--pool=threads" in commands["worker"]  # the others keep their threads
