@@ -149,10 +149,17 @@ class Settings(BaseSettings):
         "prefork (a process per slot, ~90 MB each, and more than one core).",
     )
     act_concurrency: int = Field(
-        8,
+        4,
         ge=1,
         description="Threads (or processes) of the worker `up` starts for the `act` queue alone "
         "(steps and escalations never wait behind scans).",
+    )
+    act_workers: int = Field(
+        1,
+        ge=1,
+        description="How many `act` workers `up` starts (each one process of `act_concurrency` "
+        "threads): a threads process uses at most one core, ~40 steps a second here "
+        "(BENCHMARKS.md); each more costs ~100 MB.",
     )
     act_pool: Literal["threads", "prefork"] = Field(
         "threads",

@@ -99,12 +99,16 @@ def child_commands(settings: Settings) -> dict[str, list[str]]:
             f"--pool={settings.worker_pool}",
             f"--concurrency={settings.worker_concurrency}",
         ),
-        "act": _worker(
-            "act",
-            ACT_QUEUE,
-            f"--pool={settings.act_pool}",
-            f"--concurrency={settings.act_concurrency}",
-        ),
+        # more act workers, more cores for steps (a threads process uses at most one)
+        **{
+            name: _worker(
+                name,
+                ACT_QUEUE,
+                f"--pool={settings.act_pool}",
+                f"--concurrency={settings.act_concurrency}",
+            )
+            for name in ["act", *(f"act-{i}" for i in range(2, settings.act_workers + 1))]
+        },
         "page": _worker(
             "page", PAGE_QUEUE, "--pool=threads", f"--concurrency={settings.page_concurrency}"
         ),

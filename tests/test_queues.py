@@ -46,3 +46,11 @@ def test_a_busy_consumer_can_have_a_process_per_slot() -> None:
     commands = child_commands(Settings(act_pool="prefork", act_concurrency=2))
     assert {"--pool=prefork", "--concurrency=2"} <= set(commands["act"])
     assert "--pool=threads" in commands["worker"]  # the others keep their threads
+
+
+def test_more_act_workers_are_more_consumers_of_the_act_queue_alone() -> None:
+    commands = child_commands(Settings(act_workers=3))
+    acts = [name for name, argv in commands.items() if "--queues=act" in argv]
+    assert acts == ["act", "act-2", "act-3"]
+    hostnames = {a for name in acts for a in commands[name] if a.startswith("--hostname=")}
+    assert len(hostnames) == 3  # Celery tells them apart
