@@ -239,7 +239,7 @@ def running_stack(
             {
                 k.removeprefix("SUPERVISOR_").lower(): v
                 for k, v in (settings or {}).items()
-                if k.endswith(("_CONCURRENCY", "_POOL"))
+                if k.endswith(("_CONCURRENCY", "_POOL", "_WORKERS"))
             }
         )
         pgids: dict[str, int] = {}
