@@ -69,8 +69,10 @@ def test_up_shows_a_summary_logs_to_files_and_streams_them_with_logs(tmp_path: P
         assert path.stat().st_mode & 0o777 == 0o600, name
     worker = (logs / "worker.log").read_text()
     assert CELERY_LINE.search(worker)
+    # steps run in the act worker (the queue layout): its own log
     assert re.search(
-        r"Task supervisor\.(abort|reset|verify)_session\[[-0-9a-f]+\] succeeded", worker
+        r"Task supervisor\.(abort|reset|verify)_session\[[-0-9a-f]+\] succeeded",
+        (logs / "act.log").read_text(),
     )
     assert "celery@" in worker or "worker@" in worker
     assert "Connected to redis" in (logs / "flower.log").read_text()
