@@ -149,9 +149,9 @@ class Settings(BaseSettings):
         "prefork (a process per slot, ~90 MB each, and more than one core).",
     )
     act_concurrency: int = Field(
-        4,
+        2,
         ge=1,
-        description="Threads (or processes) of the worker `up` starts for the `act` queue alone "
+        description="Processes (or threads) of the worker `up` starts for the `act` queue alone "
         "(steps and escalations never wait behind scans).",
     )
     act_workers: int = Field(
@@ -162,9 +162,11 @@ class Settings(BaseSettings):
         "(BENCHMARKS.md); each more costs ~100 MB.",
     )
     act_pool: Literal["threads", "prefork"] = Field(
-        "threads",
-        description="Pool of the `act` worker `up` starts: threads (one process: at most one "
-        "core for every step) or prefork (a process per slot; BENCHMARKS.md).",
+        "prefork",
+        description="Pool of the `act` worker `up` starts: prefork (default: a process per "
+        "slot, so Celery's hard time limit can kill a hung step and a step that kills its "
+        "process is redelivered, as the chaos suite proves) or threads (one process, ~100 MB "
+        "less, at most one core for every step, no hard time limit; BENCHMARKS.md).",
     )
     page_concurrency: int = Field(
         2,

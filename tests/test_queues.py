@@ -36,16 +36,18 @@ def test_up_runs_a_dedicated_consumer_for_steps_and_for_pages() -> None:
         "act": {ACT_QUEUE},
         "page": {PAGE_QUEUE},
     }
-    # threads: one process per consumer (BENCHMARKS.md, worker RSS)
-    assert all("--pool=threads" in commands[name] for name in queues)
-    assert "--concurrency=3" in commands["act"]
+    # scans and pages in threads (one process each, BENCHMARKS.md); steps in prefork
+    # children, which a hard time limit can kill (README, queue layout)
+    assert "--pool=threads" in commands["worker"] and "--pool=threads" in commands["page"]
+    assert {"--pool=prefork", "--concurrency=3"} <= set(commands["act"])
     assert {"--pool=threads", "--concurrency=5"} <= set(commands["page"])
 
 
-def test_a_busy_consumer_can_have_a_process_per_slot() -> None:
-    commands = child_commands(Settings(act_pool="prefork", act_concurrency=2))
-    assert {"--pool=prefork", "--concurrency=2"} <= set(commands["act"])
-    assert "--pool=threads" in commands["worker"]  # the others keep their threads
+def test_each_consumer_chooses_its_pool() -> None:
+    commands = child_commands(Settings(act_pool="threads", worker_pool="prefork"))
+    assert {"--pool=threads", "--concurrency=2"} <= set(commands["act"])
+    assert "--pool=prefork" in commands["worker"]
+    assert "--pool=threads" in commands["page"]  # deliveries always wait in threads
 
 
 def test_more_act_workers_are_more_consumers_of_the_act_queue_alone() -> None:
