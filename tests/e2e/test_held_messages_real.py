@@ -1,17 +1,20 @@
-"""Users write to zombies on real 2026.9.6: the heal answers them, or says who went unanswered.
+"""Users write to zombies on real 2026.9.6: each is answered once, or told unanswered, never lost.
 
 The scene: three runs hung on the model, the gateway SIGKILLed and started again. 2026.9.6
 replays the first interrupted session (a live run, hung again on the fake model) and a user
-writes to each of the other two. What the gateway does with such a message varies from run to
-run (measured): it waits behind the dead lane (`held`: its run id in `activeRunIds`), or it
-waits in `chat.history`'s `pendingInputs` while the row keeps the zombie shape, or it starts
-the gateway's own replay of that session (a live run, the message queued behind it). A reset
-throws a waiting message away unanswered. So, whichever path each message took:
-* `held_messages = "redeliver"`: every user's message is answered, exactly once; where the
-  supervisor reset the lane, it was the redeliver step that sent it again;
-* `report` (the default): where the supervisor reset the lane, `heal --json`, the audit and
-  `status` say whose message was dropped and since when, and that message is indeed never run;
-* a replay (a live run) is never touched.
+writes to each of the other two. What the gateway does with such a message varies (measured on
+this machine, 2026-12-02): it holds it (`held`: its run id in `activeRunIds`, the text in
+`chat.history`'s `pendingInputs`, `queued`) for 0.5-4 s and then starts its own replay of that
+session (a live run, the message queued behind it); once the row kept the zombie shape
+(`activeRunIds: []`) while the message waited. A reset throws a waiting message away
+(`interrupted`, never answered). The supervisor heals at once (in this process: the CLI's
+start-up alone outlasts the hold), so it meets whichever shape the gateway shows:
+* where it reset the lane, `redeliver` sent the user's message again after verify, and
+  `report` says whose message was dropped and since when, and that message never runs;
+* where the gateway's replay had begun (its final read finds a live run: `changed`), nothing
+  is touched;
+* either way, with `redeliver` every user's message ends answered, exactly once.
+Each run prints which path each session took.
 """
 
 from __future__ import annotations
