@@ -36,6 +36,10 @@ class AttemptRef(BaseModel):
     dropped: tuple[str, ...] = ()
     #: when the oldest of them was sent (gateway ms), if the gateway said
     held_since_ms: float | None = None
+    #: a message arrived after the final read and our reset dropped it (redeliver mode)
+    collided: bool = False
+    #: gateway ms when the reset step read what waited (redeliver picks up what came after)
+    recorded_at_ms: float | None = None
     #: ESCALATE only: which page ("escalated": attempts exhausted; "flapping": heal budget)
     escalation: str = "escalated"
     #: messages waiting behind the lane at detection (held, zombie; None: the rows do not say)

@@ -152,6 +152,11 @@ class Answered:
     waiting: tuple[str, ...] = ()
     #: when the oldest of them was sent (gateway ms), if the gateway said
     held_since_ms: float | None = None
+    #: the gateway lists the messages waiting behind a lane (chat.history `pendingInputs`),
+    #: so what the reset drops can be read back afterwards
+    readable: bool = False
+    #: gateway ms when the step read what waited (None: it did not read)
+    recorded_at_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ def next_action(
         if observation.step is Step.VERIFY:
             return _verify(attempt, observation, policy)
         return _final_read(attempt, observation, policy)
-    return _answered(attempt, observation)
+    return _answered(attempt, observation, policy)
 
 
 def first_step(kind: VerdictKind) -> Step:
@@ -296,8 +301,31 @@ def _final_read(attempt: AttemptRef, read: Read, policy: Policy) -> Action:
     return Action(Kind.SEND, "sending", step=step)
 
 
-def _answered(attempt: AttemptRef, answered: Answered) -> Action:
+def _answered(attempt: AttemptRef, answered: Answered, policy: Policy) -> Action:
     step, answer = answered.step, answered.answer
+    if (
+        answered.collided
+        and step is Step.RESET
+        and answer in ("reset", "new_sent")
+        and answered.readable
+        and policy.held_messages == "redeliver"
+    ):
+        # the user's message the reset threw away waits, `interrupted`, in the gateway's own
+        # list: verify the lane, then give it back (redeliver finds it there); only if that
+        # fails is it the collision page
+        return Action(
+            Kind.NEXT,
+            "collided",
+            "a message reached the session after the final read and the reset dropped it: "
+            "verifying, then redelivering it",
+            step=Step.VERIFY,
+            settle=True,
+            update={
+                "after": answer, "collided": True, "dropped": answered.waiting,
+                "held_since_ms": answered.held_since_ms,
+                "recorded_at_ms": answered.recorded_at_ms,
+            },
+        )  # fmt: skip
     if answered.collided:
         return Action(
             Kind.CLOSE,
@@ -318,7 +346,7 @@ def _answered(attempt: AttemptRef, answered: Answered) -> Action:
     action = (
         _after_abort(attempt, answer)
         if step is Step.ABORT
-        else _after_reset(attempt, answer, answered.waiting, answered.held_since_ms)
+        else _after_reset(attempt, answer, answered)
     )
     if answered.resumed and action.kind is Kind.NEXT and answer is not None:
         return Action(
@@ -373,12 +401,8 @@ def _after_abort(attempt: AttemptRef, answer: str | None) -> Action:
     )
 
 
-def _after_reset(
-    attempt: AttemptRef,
-    answer: str | None,
-    waiting: tuple[str, ...],
-    held_since_ms: float | None,
-) -> Action:
+def _after_reset(attempt: AttemptRef, answer: str | None, answered: Answered) -> Action:
+    waiting, held_since_ms = answered.waiting, answered.held_since_ms
     if answer is None:
         return Action(
             Kind.NEXT,
@@ -400,6 +424,8 @@ def _after_reset(
     }
     reason = reasons.get(answer, f"reset answered {answer!r}")
     update: dict[str, object] = {"after": answer}
+    if answered.recorded_at_ms is not None:
+        update["recorded_at_ms"] = answered.recorded_at_ms
     if answer in ("reset", "new_sent") and waiting:
         # 2026.9.6 drops the messages held behind the dead lane with it (measured): say so
         reason += (
@@ -426,8 +452,13 @@ def _since(ms: float | None) -> str:
 
 
 def dropped_held(attempt: AttemptRef) -> bool:
-    """Whether our own reset (or /new) threw away messages held behind the dead lane."""
-    return bool(attempt.dropped) and attempt.after in ("reset", "new_sent") and not attempt.dry_run
+    """Whether our own reset (or /new) threw away users' messages waiting behind the lane (seen
+    before it, or arriving while it was on its way: a collision)."""
+    return (
+        (bool(attempt.dropped) or attempt.collided)
+        and attempt.after in ("reset", "new_sent")
+        and not attempt.dry_run
+    )
 
 
 def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -> Action:
@@ -436,8 +467,16 @@ def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -
             return Action(
                 Kind.NEXT,
                 "healed",
-                f"{reason}; redelivering the {len(attempt.dropped)} message(s) the reset dropped",
+                f"{reason}; redelivering the message(s) the reset dropped",
                 step=Step.REDELIVER,
+            )
+        if attempt.collided:
+            return Action(
+                Kind.CLOSE,
+                "collided",
+                f"{reason}; a message that reached the session after the final read was "
+                "dropped by the reset and cannot be given back: not healed, reported",
+                page="collided",
             )
         # report: one page says whose messages went unanswered, so a person can follow up
         return Action(
@@ -452,12 +491,28 @@ def _healed(attempt: AttemptRef, reason: str, policy: Policy, *, listed: bool) -
 
 
 def _redelivered(attempt: AttemptRef, done: Redelivered) -> Action:
+    if attempt.collided and (not done.sent or done.too_old + done.unreadable + done.failed):
+        return Action(
+            Kind.CLOSE,
+            "collided",
+            "a run started on the session after the final read, and the reset destroyed it; "
+            f"redelivery: {_counts(done)}: not healed, reported",
+            page="collided",
+        )
+    return _given_back(done)
+
+
+def _counts(done: Redelivered) -> str:
     parts = [f"{n} {what}" for n, what in (
         (done.sent, "redelivered"), (done.too_old, "too old to redeliver"),
         (done.unreadable, "not readable"), (done.not_lost, "not lost"),
         (done.failed, "failed to send"),
     ) if n]  # fmt: skip
-    reason = f"held message(s): {', '.join(parts) or 'none recorded'}"
+    return ", ".join(parts) or "none found"
+
+
+def _given_back(done: Redelivered) -> Action:
+    reason = f"held message(s): {_counts(done)}"
     lost = done.too_old + done.unreadable + done.failed
     return Action(
         Kind.CLOSE,
@@ -479,6 +534,14 @@ def _verify(attempt: AttemptRef, read: Read, policy: Policy) -> Action:
         )
     if is_healthy(now):
         return _healed(attempt, f"{now.kind.value}: {now.reason}", policy, listed=True)
+    if attempt.collided:
+        return Action(
+            Kind.CLOSE,
+            "collided",
+            f"a message reached the session after the final read and the reset dropped it; "
+            f"the lane is not healthy ({now.kind.value}): not healed, reported",
+            page="collided",
+        )
     same = compare(attempt.detected(), now) is Binding.SAME
     if same and attempt.verdict == VerdictKind.LIVE_OVERDUE.value and not attempt.probed:
         # 2026.3.24 leaves the row `running` after aborting a live run: probe it

@@ -87,24 +87,43 @@ async def pending_inputs(client: GatewayClient, key: str) -> dict[str, Mapping[s
     return out
 
 
-def waiting_run_ids(listed: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
-    """Run ids of the users' messages still waiting (`queued`), oldest first. The gateway's
-    own restart-recovery prompt is listed too (`provenance.kind` `internal_system`): it is
-    not a user's message, and resending it is the gateway's business."""
+def _users(
+    listed: Mapping[str, Mapping[str, Any]] | None, states: frozenset[str]
+) -> list[tuple[float, str]]:
+    """(acceptedAt, run id) of the users' messages in these states, oldest first. The
+    gateway's own restart-recovery prompt is listed too (`provenance.kind`
+    `internal_system`): it is not a user's message, and resending it is the gateway's business."""
     out = []
     for run_id, item in (listed or {}).items():
         message = item.get("message")
-        if item.get("state") != "queued" or not isinstance(message, Mapping):
+        if item.get("state") not in states or not isinstance(message, Mapping):
             continue
         provenance = message.get("provenance")
         if isinstance(provenance, Mapping) and str(provenance.get("kind", "")).startswith(
             "internal"
         ):
             continue
+        accepted = item.get("acceptedAt")
         if message.get("role") == "user":
-            out.append((item.get("acceptedAt"), run_id))
-    out.sort(key=lambda pair: pair[0] if isinstance(pair[0], int | float) else 0)
-    return [run_id for _, run_id in out]
+            out.append((float(accepted) if isinstance(accepted, int | float) else 0.0, run_id))
+    return sorted(out)
+
+
+def waiting_run_ids(listed: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """Run ids of the users' messages still waiting (`queued`), oldest first."""
+    return [run_id for _, run_id in _users(listed, frozenset({"queued"}))]
+
+
+def arrived_after(
+    listed: Mapping[str, Mapping[str, Any]] | None, since_ms: float | None, known: set[str]
+) -> list[HeldMessage]:
+    """The users' messages the gateway lists lost (`interrupted`) that were accepted after
+    `since_ms` (our read before the reset) and are not recorded: a message that raced the
+    reset. Older interrupted ones belong to earlier resets and are never picked up."""
+    if since_ms is None:
+        return []
+    late = [r for t, r in _users(listed, LOST_STATES) if t >= since_ms and r not in known]
+    return held_messages(tuple(late), listed, keep_text=True)
 
 
 def held_messages(

@@ -49,6 +49,7 @@ from supervisor.recovery.closing import close_episode
 from supervisor.recovery.context import Engine, session_dedup_key
 from supervisor.recovery.held import (
     LOST_STATES,
+    arrived_after,
     held_messages,
     idempotency_key,
     oldest,
@@ -335,7 +336,7 @@ class Steps:
                 )  # fmt: skip
                 return self._follow(ref, step, self._decide(ref, observed, policy))
             failpoints.hit("after_claim", step.value, _tag(ref))
-            waiting = await self._record_held(client, step, ref, policy)
+            waiting, readable, read_ms = await self._record_held(client, step, ref, policy)
             if not ref.dry_run:
                 engine.audit_strict(
                     gateway=ref.gateway,
@@ -386,13 +387,13 @@ class Steps:
                 )  # fmt: skip
         observed = Answered(
             step, sent.answer, collided=collided, waiting=tuple(m.run_id for m in waiting),
-            held_since_ms=oldest(waiting),
+            held_since_ms=oldest(waiting), readable=readable, recorded_at_ms=read_ms,
         )  # fmt: skip
         return self._follow(ref, step, self._decide(ref, observed, policy))
 
     async def _record_held(
         self, client: GatewayClient, step: Step, ref: AttemptRef, policy: Policy
-    ) -> list[HeldMessage]:
+    ) -> tuple[list[HeldMessage], bool, float | None]:
         """Before a reset: record the users' messages waiting behind the lane, which it will
         throw away (when each was sent; its text too for `redeliver`).
 
@@ -401,17 +402,18 @@ class Steps:
         reset looks. A record that cannot be written stops the step like the audit intent
         does (StateError): no reset drops what we did not write down first."""
         if step is not Step.RESET or ref.dry_run:
-            return []
+            return [], False, None
+        read_ms = client.gateway_now_ms()
         listed = await pending_inputs(client, ref.key)
         waiting = list(ref.run_ids) if ref.verdict == VerdictKind.HELD.value else []
         waiting += [r for r in waiting_run_ids(listed) if r not in waiting]
         if not waiting:
-            return []
+            return [], listed is not None, read_ms
         messages = held_messages(
             tuple(waiting), listed, keep_text=policy.held_messages == "redeliver"
         )
         self.engine.store.held.record(ref.recovery_id, messages, ttl_s=policy.redeliver_max_age)
-        return messages
+        return messages, listed is not None, read_ms
 
     @staticmethod
     async def _watch_sessions(client: GatewayClient) -> None:
@@ -545,6 +547,8 @@ class Steps:
         now_ms = engine.now_ms()
         async with GatewayClient(spec, engine.identity) as client:
             listed = await pending_inputs(client, ref.key)
+            # a message that came after our read (a collision) was dropped by the reset too
+            held += arrived_after(listed, ref.recorded_at_ms, {m.run_id for m in held})
             for message in held:
                 item = (listed or {}).get(message.run_id)
                 state = item.get("state") if item is not None else None

@@ -231,3 +231,62 @@ def test_an_escalated_held_lane_says_how_many_users_wait(rig: Rig) -> None:
     pages = [d for (_, k), d in zip(rig.pager.triggers, rig.pager.details, strict=True)
              if k == "escalated"]  # fmt: skip
     assert len(pages) == 1 and pages[0]["messages_waiting"] == 2, rig.pager.triggers
+
+
+# -- a message that races the reset ------------------------------------------------------------
+
+
+def _collide(rig: Rig, gw: SimGateway, mode: str) -> list[Any]:
+    """A user's message lands between the reset's final read and the reset itself."""
+    from tests.recovery.test_safety import at_point, send_message
+
+    with at_point("after_reread", "reset", send_message(rig, gw, TEXTS[0])):
+        return run_ladder(rig.engine(f'held_messages = "{mode}"\n'), "gw")
+
+
+def test_redeliver_gives_back_a_message_that_raced_the_reset(rig: Rig) -> None:
+    gw = rig.gateway("gw", "2026.9.6")
+    gw.add_zombie(KEY)
+    actions = _collide(rig, gw, "redeliver")
+    assert outcomes(actions) == [
+        (KEY, "abort", "no_active_run"), (KEY, "reset", "collided"), (KEY, "verify", "healed"),
+        (KEY, "redeliver", "redelivered"),
+    ]  # fmt: skip
+    assert [d.text for d in gw.dropped_messages] == [TEXTS[0]]  # the reset did drop it
+    assert [p["message"] for p in resent(gw)] == [TEXTS[0]]  # and it was given back, once
+    assert [k for _, k in rig.pager.triggers] == []  # nothing for a person to follow up
+
+
+def test_report_still_pages_the_collision(rig: Rig) -> None:
+    gw = rig.gateway("gw", "2026.9.6")
+    gw.add_zombie(KEY)
+    actions = _collide(rig, gw, "report")
+    assert (KEY, "reset", "collided") in outcomes(actions)
+    assert (KEY, "verify", "healed") not in outcomes(actions)
+    assert resent(gw) == []
+    assert [k for _, k in rig.pager.triggers] == ["collided"]
+
+
+def test_a_collision_the_gateway_does_not_list_stays_a_collision(rig: Rig) -> None:
+    """2026.3.24 destroys the user's run with the reset and has no pendingInputs to read it
+    back from: the collision page, as before, whatever the mode."""
+    gw = rig.gateway("gw", "2026.3.24")
+    gw.add_zombie(KEY)
+    actions = _collide(rig, gw, "redeliver")
+    assert (KEY, "reset", "collided") in outcomes(actions)
+    assert [s for _, s, _ in outcomes(actions)].count("redeliver") == 0
+    assert [k for _, k in rig.pager.triggers] == ["collided"]
+
+
+def test_an_older_lost_message_is_never_picked_up_as_a_racer(rig: Rig) -> None:
+    """Interrupted inputs from an earlier reset stay where they are: only one accepted after
+    the reset step's read counts as having raced it."""
+    gw = held(rig, texts=(TEXTS[1],))
+    gw.handle("sessions.reset", {"key": KEY}, ["operator.admin"])  # someone else's reset
+    earlier = gw.sessions[KEY].inputs
+    assert [i["state"] for i in earlier] == ["interrupted"]
+    gw.add_zombie(KEY)  # dead again, its pending list kept
+    gw.sessions[KEY].inputs = earlier
+    actions = _collide(rig, gw, "redeliver")
+    assert (KEY, "redeliver", "redelivered") in outcomes(actions)
+    assert [p["message"] for p in resent(gw)] == [TEXTS[0]]  # never the older TEXTS[1]
