@@ -20,9 +20,61 @@ import pytest
 from tests.e2e.cli import run_supervisor, write_fleet
 from tests.e2e.common import RESTART_ZOMBIE_LINES
 from tests.e2e.factory import GatewayFactory
+from tests.e2e.recipes import RealGateway
 from tests.e2e.ws_proxy import HoldingProxy
 
 pytestmark = pytest.mark.e2e
+
+
+def collide(
+    gateway: RealGateway, tmp_path: Path, defaults: dict[str, str]
+) -> tuple[str, str, str, dict[str, list[tuple[str, str]]], Path]:
+    """The scene: `heal` through a proxy that holds the target's reset until a user's message
+    shows in its row. Returns (target, other, the user's text, steps by key, fleet file)."""
+    # three: on 2026.9.6 the first in key order is replayed (a live run), the rest zombies
+    outcome = gateway.make_zombies("window-0", "window-1", "window-2")
+    target, other = outcome.zombies[0], outcome.zombies[-1]
+    assert target != other, outcome
+    before = gateway.rows()[target]
+    text = f"[{target}] still there?"
+
+    def user_writes(frame: dict[str, Any]) -> None:
+        gateway.call("sessions.send", {"key": target, "message": text})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = gateway.rows()[target]
+            changed = row.get("startedAt") != before.get("startedAt") or row.get(
+                "activeRunIds"
+            ) != before.get("activeRunIds")
+            if changed or row.get("hasActiveRun"):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the user's message never showed in {target}'s row")
+
+    def is_reset_of_target(frame: dict[str, Any]) -> bool:
+        params = frame.get("params") or {}
+        return frame.get("method") == "sessions.reset" and params.get("key") == target
+
+    proxy = HoldingProxy(gateway.url, is_reset_of_target, user_writes)
+    with proxy.running():
+        # the held reset waits for the user's message to show: on a loaded machine that
+        # takes seconds, which the reset's answer must be allowed
+        fleet = write_fleet(
+            tmp_path / "fleet", [gateway], defaults={"stale_after": "0s", "call_timeout": "60s",
+                                                     **defaults},
+        )  # fmt: skip
+        fleet.write_text(fleet.read_text().replace(gateway.url, proxy.url))
+        run = run_supervisor(
+            "heal", "--fleet", str(fleet), "--json", state_dir=tmp_path / "state",
+            env={"SUPERVISOR_VERIFY_DELAY_S": "0.5"}, timeout=180,
+        )  # fmt: skip
+    doc = run.json()
+    assert proxy.held, "the reset never reached the proxy"
+    done: dict[str, list[tuple[str, str]]] = {}
+    for action in doc["actions"]:
+        if action["key"]:
+            done.setdefault(action["key"], []).append((action["step"], action["outcome"]))
+    return target, other, text, done, fleet
 
 
 @pytest.mark.parametrize("version", RESTART_ZOMBIE_LINES)
@@ -31,46 +83,7 @@ def test_a_message_sent_while_the_reset_is_held_is_reported_collided(
 ) -> None:
     gateway = real_gateways(version)
     try:
-        # three: on 2026.9.6 the first in key order is replayed (a live run), the rest zombies
-        outcome = gateway.make_zombies("window-0", "window-1", "window-2")
-        target, other = outcome.zombies[0], outcome.zombies[-1]
-        assert target != other, outcome
-        before = gateway.rows()[target]
-
-        def user_writes(frame: dict[str, Any]) -> None:
-            gateway.call("sessions.send", {"key": target, "message": f"[{target}] still there?"})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                row = gateway.rows()[target]
-                changed = row.get("startedAt") != before.get("startedAt") or row.get(
-                    "activeRunIds"
-                ) != before.get("activeRunIds")
-                if changed or row.get("hasActiveRun"):
-                    return
-                time.sleep(0.1)
-            raise AssertionError(f"the user's message never showed in {target}'s row")
-
-        def is_reset_of_target(frame: dict[str, Any]) -> bool:
-            params = frame.get("params") or {}
-            return frame.get("method") == "sessions.reset" and params.get("key") == target
-
-        proxy = HoldingProxy(gateway.url, is_reset_of_target, user_writes)
-        with proxy.running():
-            # the held reset waits for the user's message to show: on a loaded machine that
-            # takes seconds, which the reset's answer must be allowed
-            defaults = {"stale_after": "0s", "call_timeout": "60s"}
-            fleet = write_fleet(tmp_path / "fleet", [gateway], defaults=defaults)
-            fleet.write_text(fleet.read_text().replace(gateway.url, proxy.url))
-            run = run_supervisor(
-                "heal", "--fleet", str(fleet), "--json", state_dir=tmp_path / "state",
-                env={"SUPERVISOR_VERIFY_DELAY_S": "0.5"}, timeout=180,
-            )  # fmt: skip
-        doc = run.json()
-        assert proxy.held, "the reset never reached the proxy"
-        done: dict[str, list[tuple[str, str]]] = {}
-        for action in doc["actions"]:
-            if action["key"]:
-                done.setdefault(action["key"], []).append((action["step"], action["outcome"]))
+        target, other, _, done, fleet = collide(gateway, tmp_path, {})
         assert ("reset", "collided") in done[target], done[target]
         assert ("verify", "healed") not in done[target], done[target]
         assert ("verify", "healed") in done[other], done[other]
@@ -82,5 +95,34 @@ def test_a_message_sent_while_the_reset_is_held_is_reported_collided(
         windows = [r["read_to_send_ms"] for r in records if r.get("read_to_send_ms") is not None]
         assert windows and max(windows) < 250, windows
         print(f"{version}: read-to-send ms {sorted(windows)}")  # the README's measured window
+    finally:
+        gateway.stop()
+
+
+def test_redeliver_answers_the_message_that_raced_the_reset_on_2026_9_6(
+    real_gateways: GatewayFactory, tmp_path: Path
+) -> None:
+    """The same race with `held_messages = "redeliver"`: the reset still drops the user's
+    message (nothing can fence it), but the gateway lists it `interrupted`, so after verify the
+    supervisor sends it again, and the user's own words get their answer, once."""
+    gateway = real_gateways("2026.9.6")
+    try:
+        target, other, text, done, _ = collide(gateway, tmp_path, {"held_messages": "redeliver"})
+        assert done[target][-3:] == [
+            ("reset", "collided"), ("verify", "healed"), ("redeliver", "redelivered"),
+        ], done[target]  # fmt: skip
+        assert ("verify", "healed") in done[other], done[other]
+        gateway.model.hang_enabled = False
+        gateway.model.release_hung()
+        deadline = time.monotonic() + 90
+        while True:
+            said = gateway.call("chat.history", {"sessionKey": target, "limit": 50})["messages"]
+            mine = [i for i, m in enumerate(said) if m.get("role") == "user"
+                    and m.get("content") == text]  # fmt: skip
+            assert len(mine) <= 1, said  # never twice
+            if mine and any(m.get("role") == "assistant" for m in said[mine[0] + 1 :]):
+                break
+            assert time.monotonic() < deadline, f"{target} never answered: {said}"
+            time.sleep(0.5)
     finally:
         gateway.stop()
