@@ -66,7 +66,9 @@ def remote() -> Iterator[tuple[SimulatorServer, SimGateway]]:
 def _error(proc: subprocess.CompletedProcess[str]) -> str | None:
     doc = json.loads(proc.stdout)
     (gateway,) = doc["gateways"]
-    return gateway["error"]
+    error = gateway["error"]
+    assert error is None or isinstance(error, str)
+    return error
 
 
 def test_hosts_sharing_the_key_file_are_one_approved_device(
