@@ -149,6 +149,11 @@ def stopped_children(proc: Proc) -> list[int]:
     return [pid for pid in proc.children() if _state(pid) == "T"]
 
 
+def frozen(proc: Proc) -> bool:
+    """Whether a step froze in `proc`: the process itself (a threads pool) or a child."""
+    return _state(proc.popen.pid) == "T" or bool(stopped_children(proc))
+
+
 def _tag(s: Stuck) -> str:
     return quote(f"{s.name}/{s.key}", safe="")
 
@@ -165,11 +170,14 @@ def device_key(path: Path) -> Path:
 
 
 class Hosts:
-    """Host A (through the link, failpoint armed) and host B (direct, beat), on one Cluster."""
+    """Host A (through the link, failpoint armed) and host B (direct, beat), on one Cluster:
+    each the `worker` (scans) and `act` (steps) processes `up` starts, in `pool`."""
 
-    def __init__(self, c: Cluster, link: Link) -> None:
+    def __init__(self, c: Cluster, link: Link, pool: str = "threads") -> None:
         self.c = c
         self.link = link
+        self.pool = pool
+        self.prefork = pool == "prefork"
         key = device_key(c.root / "device-ed25519.pem")
         self.once_a = c.root / "once-a"
         self.once_b = c.root / "once-b"
@@ -187,6 +195,7 @@ class Hosts:
             "SUPERVISOR_FAILPOINT_ONCE": str(self.once_a / "{tag}"),
         })  # fmt: skip
         self.a = self._worker("host-a", self._a_args[0], common, **self._a_args[2])
+        self.a_scan = self._worker("host-a", url_a, common, kind="worker")
         #: times host A's worker exited and was started again (as compose's restart policy does)
         self.a_restarts = 0
         self.b = self._worker(
@@ -194,6 +203,7 @@ class Hosts:
             SUPERVISOR_FAILPOINT="after_lease:reset",
             SUPERVISOR_FAILPOINT_ONCE=str(self.once_b / "{tag}"),
         )  # fmt: skip
+        self.b_scan = self._worker("host-b", c.url, common, kind="worker")
         c.start_beat("host-b-beat", **self._env("host-b", c.url, common))
         self.control = Celery(broker=c.url, set_as_current=False)
 
@@ -208,12 +218,19 @@ class Hosts:
         }
 
     def _worker(
-        self, host: str, url: str, common: dict[str, str], log: str = "", **extra: str
+        self,
+        host: str,
+        url: str,
+        common: dict[str, str],
+        log: str = "",
+        kind: str = "act",
+        **extra: str,
     ) -> Proc:
-        argv = child_commands(Settings(state_dir=self.c.root / host))["worker"]
-        argv = [f"--hostname=worker@{host}" if a.startswith("--hostname=") else a for a in argv]
+        settings = Settings(state_dir=self.c.root / host, act_pool=self.pool)
+        argv = child_commands(settings)[kind]
+        argv = [f"--hostname={kind}@{host}" if a.startswith("--hostname=") else a for a in argv]
         env = self.c.env(**self._env(host, url, common, **extra))
-        proc = self.c.spawn(log or host, argv, env)
+        proc = self.c.spawn(log or f"{host}-{kind}", argv, env)
         wait_for(f"{host} ready", lambda: " ready." in proc.text() or not proc.alive, 60)
         if not proc.alive:
             raise RuntimeError(f"{host} exited:\n{proc.text()[-3000:]}")
@@ -222,7 +239,7 @@ class Hosts:
     def b_consumes_act(self, on: bool) -> None:
         verb = self.control.control.add_consumer if on else self.control.control.cancel_consumer
         for _ in range(5):
-            if verb(ACT_QUEUE, destination=["worker@host-b"], reply=True, timeout=3):
+            if verb(ACT_QUEUE, destination=["act@host-b"], reply=True, timeout=3):
                 return
         raise RuntimeError(f"host B did not answer {'add' if on else 'cancel'}_consumer")
 
@@ -238,7 +255,7 @@ class Hosts:
             self.a = self._worker("host-a", url, common, log=f"host-a-{self.a_restarts}", **extra)
         wait_for(
             "host A back on Redis",
-            lambda: self.control.control.ping(destination=["worker@host-a"], timeout=0.5),
+            lambda: self.control.control.ping(destination=["act@host-a"], timeout=0.5),
             timeout,
         )
         return not exited
@@ -271,7 +288,7 @@ def _mtime_mono(path: Path) -> float:
     return time.monotonic() - (time.time() - path.stat().st_mtime)
 
 
-def two_hosts(root: Path, runs: int) -> Row:
+def two_hosts(root: Path, runs: int, pool: str = "threads") -> Row:
     started = time.monotonic()
     row = Row("26. host cut off from Redis mid-recovery, two hosts")
     outcomes: dict[str, int] = {}
@@ -285,7 +302,7 @@ def two_hosts(root: Path, runs: int) -> Row:
     ):
         gws: list[CountingGateway] = [c.gateway("v4", "2026.9.6"), c.gateway("v3", "2026.3.24")]
         c.write_fleet()
-        hosts = Hosts(c, link)
+        hosts = Hosts(c, link, pool)
         stuck: list[Stuck] = []
         try:
             for i in range(runs):
@@ -366,7 +383,7 @@ def _one_run(
 
     def frozen_enough() -> bool:
         made = [hosts.once_a / _tag(s) for s in zs if (hosts.once_a / _tag(s)).exists()]
-        if not made or len(stopped_children(hosts.a)) < len(made):
+        if not made or not frozen(hosts.a):
             return False
         # a stopped child outlives its task's hard time limit only if its master stops too:
         # go with what A holds once the first has waited a while for the other
@@ -374,7 +391,8 @@ def _one_run(
 
     with contextlib.suppress(TimeoutError):
         wait_for("A's children frozen after renewing the leases", frozen_enough, 30, every=0.05)
-    os.kill(hosts.a.popen.pid, signal.SIGSTOP)  # the whole host frozen
+    for proc in (hosts.a, hosts.a_scan):  # the whole host frozen
+        os.kill(proc.popen.pid, signal.SIGSTOP)
     held = [s for s in zs if (hosts.once_a / _tag(s)).exists()]
     out += ["held"] * len(held) + ["direct"] * (len(zs) - len(held))
     renewed = {s.key: _mtime_mono(hosts.once_a / _tag(s)) for s in held}
@@ -392,14 +410,19 @@ def _one_run(
         if contended:
             wait_for(
                 "B holding the new leases, frozen before its reset",
+                # a threads pool freezes whole at its first: B holds one of them then
                 lambda: (
-                    all((hosts.once_b / _tag(s)).exists() for s in held)
-                    and len(stopped_children(hosts.b)) >= len(held)
+                    frozen(hosts.b)
+                    and (all if hosts.prefork else any)(
+                        (hosts.once_b / _tag(s)).exists() for s in held
+                    )
                 ),
                 bound + 10,
                 every=0.05,
             )
             for s in held:
+                if not (hosts.once_b / _tag(s)).exists():
+                    continue  # B's process froze at another one first
                 took = _mtime_mono(hosts.once_b / _tag(s)) - renewed[s.key]
                 takeovers.append(took)
                 if took > bound:
@@ -423,7 +446,7 @@ def _one_run(
     # before their master's time limits can stop them: the stale act the fence must refuse),
     # or its master first (it kills them at their hard time limit as it reconnects to Redis)
     hosts.link.restore()
-    if not children_first:
+    if not (hosts.prefork and children_first):  # a threads pool: the process is the host
         os.kill(hosts.a.popen.pid, signal.SIGCONT)
         with contextlib.suppress(TimeoutError):
             wait_for(
@@ -437,15 +460,17 @@ def _one_run(
             "A's returning steps in the audit",
             lambda: all(_a_outcome(c, s, a_recovery[s.key], mine) for s in held),
             # a step its master killed says so only when its redelivered copy has run
-            20 if children_first else 10,
+            20 if children_first or not hosts.prefork else 10,
             every=0.1,
         )
     except TimeoutError:
-        if children_first:  # these ran their checks: each must have said what it did
+        if (
+            children_first or not hosts.prefork
+        ):  # these ran their checks: each must have said what it did
             out.append(f"A's steps said nothing in the audit: {mine}")
     for s in held:
         said = mine.get(s.key)
-        if said is None and not children_first:
+        if said is None and hosts.prefork and not children_first:
             # killed at its hard time limit as its master came back: it sent nothing (the
             # oracle counts that); its copy is back after the master's reconnect or at the
             # visibility timeout, and resumes from its claim
@@ -454,9 +479,9 @@ def _one_run(
             out.append(f"{s.name}/{s.key}: A's returning abort ended {said!r}")
         if said is not None:
             outcomes[said] = outcomes.get(said, 0) + 1
-    if children_first:
-        os.kill(hosts.a.popen.pid, signal.SIGCONT)
-    for pid in stopped_children(hosts.b):
+    for proc in (hosts.a, hosts.a_scan):
+        os.kill(proc.popen.pid, signal.SIGCONT)
+    for pid in [hosts.b.popen.pid, *stopped_children(hosts.b)]:
         os.kill(pid, signal.SIGCONT)
     settle(c.store, zs, timeout=bound + 10, every=0.05)
     for s in zs:
