@@ -295,6 +295,7 @@ def two_hosts(root: Path, runs: int, pool: str = "threads") -> Row:
     takeovers: list[float] = []
     held_total = direct = 0
     orders = {True: 0, False: 0}
+    frozen_attempts: set[str | None] = set()
     bound = LEASE_TTL_S + TAKEOVER_SLACK_S
     with (
         Cluster(root, scan_interval=f"{SCAN_INTERVAL_S:g}s") as c,
@@ -313,7 +314,7 @@ def two_hosts(root: Path, runs: int, pool: str = "threads") -> Row:
                 try:
                     problems = _one_run(
                         c, hosts, gws, (contended, children_first), bound,
-                        outcomes, takeovers, stuck,
+                        outcomes, takeovers, stuck, frozen_attempts,
                     )  # fmt: skip
                 except TimeoutError as exc:
                     problems = [f"{type(exc).__name__}: {exc}"]
@@ -332,12 +333,19 @@ def two_hosts(root: Path, runs: int, pool: str = "threads") -> Row:
         finally:
             hosts.close()
         settle(c.store, stuck, timeout=15)
-        tally(row, gws, c.audit(), {(s.name, s.key) for s in stuck}, strict=True)
+        # the oracle allows each announcing attempt its one request per episode; the frozen
+        # host's attempts get no allowance: any request of theirs is a duplicate (and a
+        # mutation without its intent). B's attempts may be more than one (one that found its
+        # read too old stops `stale_read`; the next aborts again, as a recovery does)
+        audit = [
+            r for r in c.audit()
+            if not (r.outcome == "sending" and r.recovery_id in frozen_attempts)
+        ]  # fmt: skip
+        tally(row, gws, audit, {(s.name, s.key) for s in stuck})
         for s in stuck:
-            acts = [a.method for a in s.gw.acts if a.key == s.key]
-            want = ["sessions.abort", "sessions.reset"]
-            if sorted(acts) != want:
-                row.problems.append(f"{s.name}/{s.key}: {acts}, not one recovery's {want}")
+            resets = [a for a in s.gw.acts if a.key == s.key and a.method == "sessions.reset"]
+            if len(resets) != 1:
+                row.problems.append(f"{s.name}/{s.key}: reset {len(resets)} times, not once")
                 row.survived = min(row.survived, row.runs - 1)
         for proc in c.procs:
             if "Unrecoverable error" in proc.text():
@@ -369,6 +377,7 @@ def _one_run(
     outcomes: dict[str, int],
     takeovers: list[float],
     stuck: list[Stuck],
+    frozen_attempts: set[str | None],
 ) -> list[str]:
     contended, children_first = variant
     out: list[str] = []
@@ -404,6 +413,7 @@ def _one_run(
             (hosts.once_b / _tag(s)).touch()
     audit = c.audit()
     a_recovery = {s.key: _last_recovery(audit, s, "abort") for s in held}
+    frozen_attempts.update(a_recovery.values())
     hosts.link.cut()
     hosts.b_consumes_act(True)
     try:
