@@ -183,7 +183,34 @@ def _survive_broker_loss() -> None:
     setattr(kombu_redis.Channel, "_connparams", _connparams)  # noqa: B010
 
 
+def _track_live_children_only() -> None:
+    """Keep a prefork worker alive when it reconnects to Redis just as a child has died.
+
+    On every broker reconnect the consumer registers the pool with its event loop again, which
+    watches each pool process's exit sentinel. A child that exited moments before (killed at
+    its hard time limit) is already untracked, its sentinel set to None, but not yet replaced:
+    celery 5.x then calls `hub.add_reader(None)`, whose ValueError ("file descriptor is None")
+    is an unrecoverable error, and the worker exits. The chaos suite (row 26) met it in about
+    one in ten returns of a host frozen past its steps' time limits and cut off from Redis.
+    Such a child needs no watching: the pool's maintenance replaces it.
+    """
+    from celery.concurrency import asynpool
+
+    original: Any = asynpool.AsynPool._track_child_process
+    if getattr(original, "tracks_live_children_only", False):
+        return
+
+    def _track_child_process(self: Any, proc: Any, hub: Any) -> Any:
+        if getattr(proc, "_sentinel_poll", 0) is None:
+            return None  # exited and untracked already
+        return original(self, proc, hub)
+
+    _track_child_process.tracks_live_children_only = True  # type: ignore[attr-defined]
+    setattr(asynpool.AsynPool, "_track_child_process", _track_child_process)  # noqa: B010
+
+
 _survive_broker_loss()
+_track_live_children_only()
 app = make_app()
 
 

@@ -144,10 +144,10 @@ def progress(what: str, total: int) -> Iterator[Callable[..., None]]:
 def run_check(fleet: Fleet, settings: Settings) -> list[GatewayReport]:
     import asyncio
 
-    from supervisor.gateway.identity import load_or_create_identity
+    from supervisor.gateway.identity import identity_for
     from supervisor.scan import check_fleet
 
-    identity = load_or_create_identity(settings.state_dir)
+    identity = identity_for(settings)
     reports: list[GatewayReport] = []
 
     async def scan_all() -> None:
@@ -257,7 +257,7 @@ def recover(
     """
     import asyncio
 
-    from supervisor.gateway.identity import load_or_create_identity
+    from supervisor.gateway.identity import identity_for
     from supervisor.recovery.runtime import build_engine, redis_url_for, run_ladder
     from supervisor.render import render_actions
     from supervisor.scan import check_fleet
@@ -274,7 +274,7 @@ def recover(
             actions = run_ladder(engine, gateway, only_key=key)
         finally:
             engine.store.close()
-    (report,) = asyncio.run(check_fleet([spec], load_or_create_identity(settings.state_dir)))
+    (report,) = asyncio.run(check_fleet([spec], identity_for(settings)))
     session = next((s for s in report.sessions if s.key == key), None)
     if as_json:
         doc = {

@@ -7,6 +7,10 @@ path is replaced by the caller's tag (gateway and session key), so it fires once
 (many sessions can each lose one worker at once). Without it the point fires every time (a step
 that always crashes its worker). Reading two environment variables is all it costs when off.
 
+With `SUPERVISOR_FAILPOINT_ACTION=stop` the process stops itself (SIGSTOP) instead of dying and
+goes on where it was when something sends it SIGCONT: a holder frozen mid-step (a paused VM, a
+host cut off), whose return the test chooses the moment of.
+
 Points, in the order a mutating step meets them: before_claim (nothing of the step written
 yet: a step that dies here at every delivery is a poison task), after_claim, after_lease,
 after_reread (the final read done, not yet judged), before_send (the ladder said send),
@@ -40,4 +44,5 @@ def hit(point: str, step: str | None = None, tag: str | None = None) -> None:
         except FileExistsError:
             return
         os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+    stop = os.environ.get("SUPERVISOR_FAILPOINT_ACTION") == "stop"
+    os.kill(os.getpid(), signal.SIGSTOP if stop else signal.SIGKILL)

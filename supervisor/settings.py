@@ -29,7 +29,15 @@ class Settings(BaseSettings):
     fleet: Path | None = Field(None, description="Path of the fleet file (TOML).")
     state_dir: Path = Field(
         default_factory=_default_state_dir,
-        description="Where the device identity (mode 0600) and embedded Redis data live.",
+        description="Where the device identity (mode 0600; unless `SUPERVISOR_DEVICE_KEY_FILE` "
+        "names a shared one) and embedded Redis data live.",
+    )
+    device_key_file: Path | None = Field(
+        None,
+        description="The device identity's Ed25519 private key (PEM, mode 0600), read and never "
+        "made: mount the same file on every host so all are one device, approved once per "
+        "remote gateway. Unset: `<state dir>/device-ed25519.pem`, made on first use (one device "
+        "per state dir).",
     )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(False, description="Write logs as JSON lines.")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from supervisor.errors import ConfigError, StateError
 from supervisor.escalation.pager import Delivery, ProviderPager
-from supervisor.gateway.identity import load_or_create_identity
+from supervisor.gateway.identity import identity_for
 from supervisor.recovery.context import Engine, FleetSource
 from supervisor.recovery.models import StepResult
 from supervisor.recovery.scanner import Scanner
@@ -92,7 +92,7 @@ def build_engine(
     engine = Engine(
         source.get,
         store,
-        load_or_create_identity(settings.state_dir),
+        identity_for(settings),
         lease_ttl_s=settings.lease_ttl_s,
         lease_margin_s=settings.lease_margin_s,
         verify_delay_s=settings.verify_delay_s,
