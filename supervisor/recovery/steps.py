@@ -111,6 +111,12 @@ def _refuses_expected_session_id(exc: GatewayCallError) -> bool:
     return exc.code == "INVALID_REQUEST" and "expectedSessionId" in str(exc)
 
 
+def _late(read_at: float, deadline: float, policy: Policy) -> bool:
+    """Whether the final read is too old to act on, or our lease's local deadline passed."""
+    mono = time.monotonic()
+    return mono - read_at > policy.act_window or mono >= deadline
+
+
 class _Sent:
     """What a mutating request got: the answer, and when the final read was sent."""
 
@@ -447,6 +453,10 @@ class Steps:
         metrics.read_to_send(step.value, self._read_to_send_ms / 1000)
         if ref.dry_run:
             return _Sent("dry_run", read_at, known)
+        if _late(read_at, deadline, policy):
+            # checked again at the last moment: a process paused (GC, SIGSTOP, a VM freeze)
+            # after the ladder's check would otherwise send on a read seconds old (chaos row 26)
+            return _Sent("stale_read", read_at, known)
         assert client.hello is not None
         v4 = client.hello.protocol >= 4
         if step is Step.ABORT:
@@ -475,8 +485,7 @@ class Steps:
                 # touching anything (measured): remember it, and reset by key if still in time
                 _NO_EXPECTED_SESSION_ID.add(_line_of(client))
                 params.pop("expectedSessionId")
-                mono = time.monotonic()
-                if mono - read_at > policy.act_window or mono >= deadline:
+                if _late(read_at, deadline, policy):
                     return _Sent("stale_read", read_at, known)
                 await client.call("sessions.reset", params)
             return _Sent("reset", read_at, known)
@@ -490,8 +499,7 @@ class Steps:
                 return _Sent("session-changed", read_at, known)
             raise
         # sessions.reset unusable: /new does the same, if the read is still fresh enough
-        mono = time.monotonic()
-        if mono - read_at > policy.act_window or mono >= deadline:
+        if _late(read_at, deadline, policy):
             return _Sent("stale_read", read_at, known)
         await client.call("sessions.send", {"key": ref.key, "message": "/new"})
         return _Sent("new_sent", read_at, known)
