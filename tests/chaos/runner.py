@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.settings import Settings
 from tests.chaos import adversarial, edges, fuzz, hosts, inline, real, static
 from tests.chaos.harness import chaos_environ
 from tests.chaos.oracle import Row
@@ -59,7 +60,8 @@ FAULTS: list[Fault] = [
     Fault("23", lambda r, n: edges.redirects(r, n), 5, 100),
     Fault("24", lambda r, n: edges.hostile_clocks(r, n), 56, 560),
     Fault("25", lambda r, n: edges.oversized_listings(r, n), 1, 10),
-    Fault("26", lambda r, n: hosts.two_hosts(r, n), 4, 24),
+    # the act pool `up` and compose run by default (prefork); `two_hosts(..., "threads")` too
+    Fault("26", lambda r, n: hosts.two_hosts(r, n, Settings().act_pool), 4, 24),
 ]
 BY_ID = {f.id: f for f in FAULTS}
 

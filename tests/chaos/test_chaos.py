@@ -31,7 +31,8 @@ def _check(rows: list[Row]) -> None:
 
 #: row 26 found a stale abort from a frozen threads worker about once in 24 runs (CHAOS.md,
 #: "Open: a stale abort"): expected to fail now and then until it is fixed
-OPEN = {"26": "CHAOS.md row 26: a frozen threads act worker sent a stale abort (open)"}
+#: rows known not to hold, with why (CHAOS.md); none at present
+OPEN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
