@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 
+import supervisor.recovery.steps as steps_module
 from supervisor.core import ladder
 from supervisor.core.ladder import Binding
 from supervisor.errors import GatewayUnreachable
@@ -76,7 +77,11 @@ def test_without_the_act_window_and_lease_deadline_paused_holders_send(tmp_path:
         fresh = dataclasses.replace(read, read_age_s=0.0, lease_left_s=1e9)
         return real(attempt, fresh, policy)
 
-    with mock.patch.object(ladder, "_final_read", blind):
+    # both checks: the ladder's on the final read, and the step's again at the moment of sending
+    with (
+        mock.patch.object(ladder, "_final_read", blind),
+        mock.patch.object(steps_module, "_late", lambda *_: False),
+    ):
         row = adversarial.paused_holders(tmp_path, 4)
     assert row.survived == 0
 

